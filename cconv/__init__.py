@@ -1,0 +1,40 @@
+"""cconv: fast, safe CNN kernels for NumPy.
+
+The kernels (im2col, col2im, max and average pooling, forward and backward)
+are typed Cython modules that release the GIL and run in parallel with OpenMP
+where the build supports it. Batches are (N, C, H, W); :func:`im2col` returns
+rows ordered (n, oy, ox) and columns (c, ky, kx), as the book "Deep Learning
+from Scratch" lays them out, so cconv is a drop-in for its ``im2col`` and
+``col2im``.
+"""
+
+try:
+    from cconv.kernels._openmp import get_num_threads, openmp_enabled, set_num_threads
+except ImportError as exc:  # a source checkout on sys.path shadows the install
+    raise ImportError(
+        "cconv's compiled kernels (cconv.kernels) were not found: install the "
+        "package with `pip install .` (or `pip install -e .` for development) and "
+        f"run Python outside the source folder, whose cconv/ lacks them ({exc})"
+    ) from exc
+from cconv.kernels.col2im import col2im
+from cconv.kernels.im2col import im2col
+from cconv.kernels.pooling import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "col2im",
+    "get_num_threads",
+    "im2col",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "openmp_enabled",
+    "set_num_threads",
+]

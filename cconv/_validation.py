@@ -1,0 +1,179 @@
+"""Argument checks shared by the Python-facing kernel functions.
+
+Every check raises ``TypeError`` or ``ValueError`` with a message that names the
+argument, says what was expected and shows what came. The compiled cores run
+without bounds checks, so nothing reaches them before these checks pass.
+
+dtype policy (one rule for every kernel): float32 and float64 are kept,
+float16 becomes float32, integers and bools become float64 (as the book's
+NumPy code would produce); anything else (complex, object, strings, ...) is a
+``TypeError``.
+"""
+
+import operator
+
+import numpy as np
+
+__all__ = [
+    "as_float_array",
+    "as_pair",
+    "as_positive_int",
+    "check_out",
+    "check_pool_padding",
+    "conv_output_size",
+    "input_shape_tuple",
+]
+
+_MAX_INTP = np.iinfo(np.intp).max
+
+
+def _int_value(value, name):
+    """Return ``value`` as a Python int; bools, floats and others are refused."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int, got {type(value).__name__} {value!r}"
+        ) from None
+
+
+def as_positive_int(value, name):
+    """Return ``value`` as an int >= 1 (e.g. a filter size)."""
+    value = _int_value(value, name)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def as_pair(value, name, minimum):
+    """Return an int or an ``(h, w)`` pair as a tuple of two ints >= ``minimum``."""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        if len(value) != 2:
+            raise ValueError(
+                f"{name} must be an int or an (h, w) pair, got {len(value)} values: {value!r}"
+            )
+        pair = tuple(_int_value(v, name) for v in value)
+    else:
+        v = _int_value(value, name)
+        pair = (v, v)
+    if min(pair) < minimum:
+        shown = pair[0] if pair[0] == pair[1] else pair
+        raise ValueError(f"{name} must be >= {minimum}, got {shown}")
+    return pair
+
+
+def as_float_array(x, name, ndim):
+    """Return ``x`` as an ndarray of ``ndim`` dims with float32 or float64 dtype.
+
+    float32/float64 arrays come back as they are (any strides, no copy);
+    float16 is converted to float32; integers and bools to float64.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be a real-valued array, got {type(x).__name__}: {exc}") from None
+    kind = arr.dtype.kind
+    if arr.dtype == np.float32 or arr.dtype == np.float64:
+        pass
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif kind in "biu":
+        arr = arr.astype(np.float64)
+    else:
+        raise TypeError(
+            f"{name} must have a real dtype (float32, float64, float16, integer "
+            f"or bool), got dtype {arr.dtype}"
+        )
+    if arr.ndim != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D array, got {arr.ndim}-D with shape {arr.shape}"
+        )
+    return arr
+
+
+def input_shape_tuple(input_shape, name="input_shape"):
+    """Return ``input_shape`` as a tuple of four ints >= 0, ``(N, C, H, W)``."""
+    try:
+        values = tuple(input_shape)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a sequence of 4 ints (N, C, H, W), got {type(input_shape).__name__}"
+        ) from None
+    if len(values) != 4:
+        raise ValueError(f"{name} must have 4 entries (N, C, H, W), got {len(values)}: {values!r}")
+    values = tuple(_int_value(v, name) for v in values)
+    if min(values) < 0:
+        raise ValueError(f"{name} entries must be >= 0, got {values!r}")
+    _check_size(values, name)
+    return values
+
+
+def _check_size(shape, name):
+    """Refuse shapes whose element count does not fit in an index."""
+    total = 1
+    for dim in shape:
+        total *= dim
+    if total > _MAX_INTP // 8:
+        raise ValueError(
+            f"{name} {tuple(shape)} has {total} elements, more than can be indexed"
+        )
+
+
+def conv_output_size(spatial, filter_hw, stride, pad, name):
+    """Return ``(out_h, out_w)`` for an (H, W) input; both must be >= 1.
+
+    out = (size + 2*pad - filter) // stride + 1, rounded down.
+    """
+    (h, w), (fh, fw) = spatial, filter_hw
+    out_h = (h + 2 * pad[0] - fh) // stride[0] + 1
+    out_w = (w + 2 * pad[1] - fw) // stride[1] + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"filter {fh}x{fw} is larger than the padded {name} ({h + 2 * pad[0]}x"
+            f"{w + 2 * pad[1]} from {h}x{w} with pad {pad}): the output would be "
+            f"{out_h}x{out_w}, expected at least 1x1"
+        )
+    return out_h, out_w
+
+
+def check_pool_padding(pool_hw, pad, spatial, name):
+    """Require pad <= pool // 2 and a non-empty input, so no window is all padding."""
+    if pad[0] > pool_hw[0] // 2 or pad[1] > pool_hw[1] // 2:
+        raise ValueError(
+            f"pad must be at most half the pooling window ({pool_hw[0] // 2}, "
+            f"{pool_hw[1] // 2}) for a {pool_hw[0]}x{pool_hw[1]} window, got {pad}"
+        )
+    if min(spatial) < 1:
+        raise ValueError(
+            f"{name} must have height and width >= 1 for pooling, got {spatial[0]}x{spatial[1]}"
+        )
+
+
+def check_out(out, shape, dtype, inputs, name="out"):
+    """Return a new result array, or ``out`` after checking it can hold the result.
+
+    ``out`` must be a writeable, C-contiguous ndarray of exactly ``shape`` and
+    ``dtype`` that shares no memory with any array in ``inputs``.
+    """
+    _check_size(shape, "the result shape")
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray or None, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous, got strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable, got a read-only array")
+    for other in inputs:
+        if np.may_share_memory(out, other):
+            raise ValueError(f"{name} must not share memory with the inputs")
+    return out

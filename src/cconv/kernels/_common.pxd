@@ -1,0 +1,26 @@
+# Small helpers shared by the kernel modules (inlined, no C API of their own).
+
+
+cdef inline Py_ssize_t clip_low(Py_ssize_t start) noexcept nogil:
+    """First in-bounds offset of a window that starts at ``start`` (may be < 0)."""
+    return -start if start < 0 else 0
+
+
+cdef inline Py_ssize_t clip_high(Py_ssize_t start, Py_ssize_t size, Py_ssize_t extent) noexcept nogil:
+    """One past the last in-bounds offset of a window of ``size`` at ``start``."""
+    return size if start + size <= extent else extent - start
+
+
+cdef inline void valid_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t extent,
+                             Py_ssize_t count, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """Positions o in [lo, hi) of 0..count-1 whose input index o*stride + offset is in [0, extent).
+
+    Short loops instead of divisions: only windows that touch the padding move
+    the bounds, so each loop runs about pad/stride times.
+    """
+    lo[0] = 0
+    while lo[0] < count and lo[0] * stride + offset < 0:
+        lo[0] += 1
+    hi[0] = count
+    while hi[0] > lo[0] and (hi[0] - 1) * stride + offset >= extent:
+        hi[0] -= 1

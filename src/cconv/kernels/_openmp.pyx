@@ -1,0 +1,63 @@
+"""OpenMP availability and the thread count of the cconv kernels."""
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define CCONV_OPENMP_ENABLED 1
+    static int cconv_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define CCONV_OPENMP_ENABLED 0
+    static int cconv_omp_max_threads(void) { return 1; }
+    #endif
+    """
+    int CCONV_OPENMP_ENABLED
+    int cconv_omp_max_threads() noexcept nogil
+
+# 0: follow OpenMP's own setting (OMP_NUM_THREADS, omp_set_num_threads,
+# threadpoolctl); otherwise the count chosen with set_num_threads().
+cdef int _num_threads = 0
+
+
+cdef int effective_num_threads() noexcept nogil:
+    """Number of threads the next kernel call uses (1 in a serial build)."""
+    if not CCONV_OPENMP_ENABLED:
+        return 1
+    if _num_threads > 0:
+        return _num_threads
+    return max(cconv_omp_max_threads(), 1)
+
+
+def openmp_enabled():
+    """Return True when the kernels were compiled with OpenMP support."""
+    return bool(CCONV_OPENMP_ENABLED)
+
+
+def get_num_threads():
+    """Return the number of threads the kernels use (int >= 1).
+
+    Unless set with :func:`set_num_threads`, this follows OpenMP's setting:
+    ``OMP_NUM_THREADS``, else the number of cores. Always 1 in a serial build.
+    """
+    return effective_num_threads()
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels use.
+
+    Parameters
+    ----------
+    n : int >= 1 or None
+        Thread count; ``None`` goes back to following OpenMP's setting
+        (``OMP_NUM_THREADS``). In a serial build the kernels always use 1.
+    """
+    global _num_threads
+    if n is None:
+        _num_threads = 0
+        return
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"n must be an int >= 1 or None, got {type(n).__name__}: {n!r}")
+    n = n.__index__()
+    if n < 1:
+        raise ValueError(f"n must be an int >= 1 or None, got {n}")
+    _num_threads = min(n, 1 << 16)

@@ -1,0 +1,156 @@
+"""col2im: fold a matrix of filter windows back into (N, C, H, W) images."""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+from cconv.kernels._common cimport valid_range
+from cconv.kernels._openmp cimport effective_num_threads
+
+import numpy as np
+
+from cconv._validation import (
+    as_float_array, as_pair, as_positive_int, check_out, conv_output_size, input_shape_tuple,
+)
+
+
+cdef inline void _col2im_channels(const char* col_n, Py_ssize_t s_row, Py_ssize_t s_col,
+                                  Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t H, Py_ssize_t W,
+                                  Py_ssize_t filter_h, Py_ssize_t filter_w,
+                                  Py_ssize_t stride_h, Py_ssize_t stride_w,
+                                  Py_ssize_t pad_h, Py_ssize_t pad_w,
+                                  Py_ssize_t out_h, Py_ssize_t out_w,
+                                  floating* img_n) noexcept nogil:
+    """Sum the windows of one image into channels c0..c1-1 of ``img_n``.
+
+    ``col_n`` points at the first col row of image n; strides in bytes.
+    ``img_n`` is the contiguous (C, H, W) image n. The col block of one output
+    line is read a column (c, ky, kx) at a time, as im2col writes it. Every
+    pixel sums its contributions in (oy, kx) order whatever the channel split,
+    so results do not depend on the thread count.
+    """
+    cdef Py_ssize_t oy, ox, c, ky, kx, iy, lo, hi
+    cdef const char* line
+    cdef const char* src
+    cdef floating* dst
+    memset(img_n + c0 * H * W, 0, (c1 - c0) * H * W * sizeof(floating))
+    for oy in range(out_h):
+        line = col_n + oy * out_w * s_row
+        for c in range(c0, c1):
+            for ky in range(filter_h):
+                iy = oy * stride_h - pad_h + ky
+                if iy < 0 or iy >= H:
+                    continue
+                for kx in range(filter_w):
+                    valid_range(kx - pad_w, stride_w, W, out_w, &lo, &hi)
+                    src = line + lo * s_row + ((c * filter_h + ky) * filter_w + kx) * s_col
+                    dst = img_n + (c * H + iy) * W + lo * stride_w + kx - pad_w
+                    for ox in range(lo, hi):
+                        dst[0] += (<const floating*>src)[0]
+                        dst += stride_w
+                        src += s_row
+
+
+cdef void col2im_core(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t filter_w,
+                      Py_ssize_t stride_h, Py_ssize_t stride_w,
+                      Py_ssize_t pad_h, Py_ssize_t pad_w,
+                      floating[:, :, :, ::1] img, int num_threads) noexcept nogil:
+    """Fold ``col`` (N*out_h*out_w, C*filter_h*filter_w) into ``img`` (N, C, H, W).
+
+    The adjoint of :func:`im2col_core`: every col entry is added to the pixel
+    it was read from; entries that fall in the padding are dropped. ``img`` is
+    overwritten (no need to zero it); ``col`` may have any strides. Each
+    thread owns whole images (or, for a batch smaller than the thread count,
+    whole channels), so no pixel is written by two threads.
+    """
+    cdef Py_ssize_t N = img.shape[0], C = img.shape[1], H = img.shape[2], W = img.shape[3]
+    cdef Py_ssize_t out_h = (H + 2 * pad_h - filter_h) // stride_h + 1
+    cdef Py_ssize_t out_w = (W + 2 * pad_w - filter_w) // stride_w + 1
+    cdef Py_ssize_t n, task
+    if N == 0 or C == 0 or H == 0 or W == 0:
+        return
+    cdef const char* col_data = <const char*>&col[0, 0]
+    cdef Py_ssize_t s_image = out_h * out_w * col.strides[0]
+    cdef Py_ssize_t s_row = col.strides[0], s_col = col.strides[1]
+    cdef floating* img_data = &img[0, 0, 0, 0]
+    if N >= num_threads:
+        for n in prange(N, schedule="static", num_threads=num_threads):
+            _col2im_channels(col_data + n * s_image, s_row, s_col, 0, C, H, W,
+                             filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,
+                             out_h, out_w, img_data + n * C * H * W)
+    else:
+        for task in prange(N * C, schedule="static", num_threads=num_threads):
+            n = task // C
+            _col2im_channels(col_data + n * s_image, s_row, s_col, task - n * C, task - n * C + 1,
+                             H, W, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,
+                             out_h, out_w, img_data + n * C * H * W)
+
+
+cdef void _col2im_nogil(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t filter_w,
+                        tuple stride, tuple pad, floating[:, :, :, ::1] img):
+    cdef int num_threads = effective_num_threads()
+    cdef Py_ssize_t stride_h = stride[0], stride_w = stride[1], pad_h = pad[0], pad_w = pad[1]
+    with nogil:
+        col2im_core(col, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, img, num_threads)
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0, *, out=None):
+    """Fold a matrix of filter windows back into a batch of images.
+
+    The exact adjoint of :func:`im2col` (where windows overlap, their values
+    sum) and a drop-in for the book's ``common.util.col2im``.
+
+    Parameters
+    ----------
+    col : array_like, shape (N*out_h*out_w, C*filter_h*filter_w)
+        Rows ordered (n, oy, ox), columns (c, ky, kx), as im2col returns them;
+        any strides. Same dtype policy as :func:`im2col`.
+    input_shape : sequence of 4 ints
+        (N, C, H, W) of the images.
+    filter_h, filter_w : int
+        Filter height and width, >= 1.
+    stride, pad : int or (int, int)
+        As for :func:`im2col`.
+    out : ndarray, optional
+        C-contiguous (N, C, H, W) array of col's dtype to write into.
+
+    Returns
+    -------
+    img : ndarray, shape (N, C, H, W), dtype of col
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-real dtype, ``col`` whose shape does not match
+        ``input_shape`` and the filter, or an ``out`` that does not fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cconv import col2im
+    >>> col2im(np.ones((4, 4)), (1, 1, 3, 3), 2, 2)[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    """
+    col = as_float_array(col, "col", 2)
+    N, C, H, W = input_shape_tuple(input_shape)
+    fh = as_positive_int(filter_h, "filter_h")
+    fw = as_positive_int(filter_w, "filter_w")
+    stride = as_pair(stride, "stride", 1)
+    pad = as_pair(pad, "pad", 0)
+    out_h, out_w = conv_output_size((H, W), (fh, fw), stride, pad, "input_shape")
+    expected = (N * out_h * out_w, C * fh * fw)
+    if col.shape != expected:
+        raise ValueError(
+            f"col must have shape {expected} for input_shape {(N, C, H, W)} with a "
+            f"{fh}x{fw} filter, stride {stride} and pad {pad}, got {col.shape}"
+        )
+    img = check_out(out, (N, C, H, W), col.dtype, (col,))
+    if img.size == 0:
+        return img
+    if col.dtype == np.float32:
+        _col2im_nogil[float](col, fh, fw, stride, pad, img)
+    else:
+        _col2im_nogil[double](col, fh, fw, stride, pad, img)
+    return img

@@ -1,0 +1,148 @@
+"""im2col: unfold (N, C, H, W) images into a matrix of filter windows."""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+from cconv.kernels._common cimport valid_range
+from cconv.kernels._openmp cimport effective_num_threads
+
+import numpy as np
+
+from cconv._validation import as_float_array, as_pair, as_positive_int, check_out, conv_output_size
+
+
+cdef inline void _im2col_rows(const char* x_n, Py_ssize_t s_c, Py_ssize_t s_h, Py_ssize_t s_w,
+                              Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                              Py_ssize_t filter_h, Py_ssize_t filter_w,
+                              Py_ssize_t stride_w, Py_ssize_t pad_w,
+                              Py_ssize_t iy0, Py_ssize_t out_w,
+                              floating* rows) noexcept nogil:
+    """Write the ``out_w`` rows of one output line (image ``x_n``, top row ``iy0``).
+
+    ``x_n`` points at x[n, 0, 0, 0]; strides are in bytes. ``rows`` is the
+    contiguous (out_w, K) block of col for that line, K = C*filter_h*filter_w.
+    It is filled one column (c, ky, kx) at a time: a column reads a stretch of
+    one input row and its out_w stores fall in the same out_w cache lines as
+    the next columns' stores, so the block is written from L1.
+    """
+    cdef Py_ssize_t K = C * filter_h * filter_w
+    cdef Py_ssize_t c, ky, kx, ox, iy, lo, hi
+    cdef Py_ssize_t step = stride_w * s_w
+    cdef const char* src
+    cdef floating* dst = rows
+    for c in range(C):
+        for ky in range(filter_h):
+            iy = iy0 + ky
+            for kx in range(filter_w):
+                if 0 <= iy < H:
+                    valid_range(kx - pad_w, stride_w, W, out_w, &lo, &hi)
+                else:
+                    lo = hi = out_w
+                for ox in range(lo):
+                    dst[ox * K] = 0
+                src = x_n + c * s_c + iy * s_h + (lo * stride_w + kx - pad_w) * s_w
+                for ox in range(lo, hi):
+                    dst[ox * K] = (<const floating*>src)[0]
+                    src += step
+                for ox in range(hi, out_w):
+                    dst[ox * K] = 0
+                dst += 1
+
+
+cdef void im2col_core(const floating[:, :, :, :] x, Py_ssize_t filter_h, Py_ssize_t filter_w,
+                      Py_ssize_t stride_h, Py_ssize_t stride_w,
+                      Py_ssize_t pad_h, Py_ssize_t pad_w,
+                      floating[:, ::1] col, int num_threads) noexcept nogil:
+    """Fill ``col`` (N*out_h*out_w, C*filter_h*filter_w) from ``x`` (N, C, H, W).
+
+    Rows are ordered (n, oy, ox), columns (c, ky, kx); positions outside the
+    image read as 0. ``x`` may have any strides. The caller guarantees the
+    shapes agree and out_h, out_w >= 1. Parallel over output lines (n, oy).
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t out_h = (H + 2 * pad_h - filter_h) // stride_h + 1
+    cdef Py_ssize_t out_w = (W + 2 * pad_w - filter_w) // stride_w + 1
+    cdef Py_ssize_t K = C * filter_h * filter_w
+    cdef Py_ssize_t line, n, oy
+    if N == 0 or K == 0:
+        return
+    cdef const char* base = <const char*>&x[0, 0, 0, 0] if C > 0 and H > 0 and W > 0 else NULL
+    cdef floating* col_data = &col[0, 0]
+    cdef Py_ssize_t s_n = x.strides[0], s_c = x.strides[1], s_h = x.strides[2], s_w = x.strides[3]
+    if base == NULL:  # an image with no pixels: every window is padding
+        memset(col_data, 0, N * out_h * out_w * K * sizeof(floating))
+        return
+    for line in prange(N * out_h, schedule="static", num_threads=num_threads):
+        n = line // out_h
+        oy = line - n * out_h
+        _im2col_rows(base + n * s_n, s_c, s_h, s_w,
+                     C, H, W, filter_h, filter_w, stride_w, pad_w,
+                     oy * stride_h - pad_h, out_w, col_data + line * out_w * K)
+
+
+cdef void _im2col_nogil(const floating[:, :, :, :] x, Py_ssize_t filter_h, Py_ssize_t filter_w,
+                        tuple stride, tuple pad, floating[:, ::1] col):
+    cdef int num_threads = effective_num_threads()
+    cdef Py_ssize_t stride_h = stride[0], stride_w = stride[1], pad_h = pad[0], pad_w = pad[1]
+    with nogil:
+        im2col_core(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, col, num_threads)
+
+
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0, *, out=None):
+    """Unfold filter windows of a batch of images into the rows of a matrix.
+
+    Drop-in for the book's ``common.util.im2col``; reads ``input_data`` through
+    its strides (no copy) and allocates only the result.
+
+    Parameters
+    ----------
+    input_data : array_like, shape (N, C, H, W)
+        float32 or float64 (kept); float16 becomes float32, integers and
+        bools become float64.
+    filter_h, filter_w : int
+        Filter height and width, >= 1.
+    stride : int or (int, int), default 1
+        Step between windows (>= 1), one value or (stride_h, stride_w).
+    pad : int or (int, int), default 0
+        Zero padding on each side (>= 0), one value or (pad_h, pad_w).
+    out : ndarray, optional
+        C-contiguous array of the result's shape and dtype to write into.
+
+    Returns
+    -------
+    col : ndarray, shape (N*out_h*out_w, C*filter_h*filter_w)
+        Rows ordered (n, oy, ox), columns (c, ky, kx), where
+        ``out_h = (H + 2*pad_h - filter_h) // stride_h + 1`` (likewise out_w).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-real dtype, a wrong ndim, sizes or ``out`` that do not fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cconv import im2col
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> im2col(x, 2, 2, stride=2)
+    array([[ 0.,  1.,  4.,  5.],
+           [ 2.,  3.,  6.,  7.],
+           [ 8.,  9., 12., 13.],
+           [10., 11., 14., 15.]])
+    """
+    x = as_float_array(input_data, "input_data", 4)
+    fh = as_positive_int(filter_h, "filter_h")
+    fw = as_positive_int(filter_w, "filter_w")
+    stride = as_pair(stride, "stride", 1)
+    pad = as_pair(pad, "pad", 0)
+    N, C, H, W = x.shape
+    out_h, out_w = conv_output_size((H, W), (fh, fw), stride, pad, "input_data")
+    col = check_out(out, (N * out_h * out_w, C * fh * fw), x.dtype, (x,))
+    if col.size == 0:
+        return col
+    if x.dtype == np.float32:
+        _im2col_nogil[float](x, fh, fw, stride, pad, col)
+    else:
+        _im2col_nogil[double](x, fh, fw, stride, pad, col)
+    return col

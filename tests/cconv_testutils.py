@@ -1,0 +1,320 @@
+"""Helpers shared by the cconv tests: dtypes, memory layouts, geometries, checks.
+
+Kept apart from ``conftest.py`` so that test modules can import them by name
+(``conftest.py`` puts this folder on ``sys.path``).
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+import cconv
+import reference as ref
+
+# --------------------------------------------------------------------------
+# dtypes and tolerances
+# --------------------------------------------------------------------------
+
+#: dtypes the kernels compute in.
+FLOAT_DTYPES = (np.float32, np.float64)
+
+#: Every accepted input dtype; see :func:`result_dtype` for what each becomes.
+INPUT_DTYPES = (np.float32, np.float64, np.float16, np.int8, np.int32, np.int64, np.uint8, np.bool_)
+
+#: Dtypes that must be refused with ``TypeError``.
+REJECTED_DTYPES = (np.complex64, np.complex128, np.object_, np.str_, np.bytes_, "datetime64[s]")
+
+#: Tolerances per output dtype, for one rounding per element; sums of ``k`` terms
+#: scale ``atol`` by ``k`` (see :func:`assert_close`).
+TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
+    np.dtype(np.float64): {"rtol": 1e-12, "atol": 1e-12},
+}
+
+
+def result_dtype(dtype):
+    """The dtype policy: float32/float64 kept, float16 -> float32, int/bool -> float64."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    return dtype
+
+
+def assert_close(actual, expected, terms=1):
+    """Compare with the tolerance of ``actual.dtype``; ``terms`` summands per element."""
+    tol = TOLERANCES[actual.dtype]
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * terms)
+
+
+def random_array(rng, shape, dtype=np.float64):
+    """Random values that are exact in ``dtype`` (small integers for int/uint/bool)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        low = 0 if dtype.kind == "u" else -9
+        return rng.integers(low, 10, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def distinct_values(rng, shape):
+    """A shuffled ``arange`` in float64: all values distinct, spaced by 1 (Chainer's trick)."""
+    values = np.arange(math.prod(shape), dtype=np.float64) - math.prod(shape) / 2
+    rng.shuffle(values)
+    return values.reshape(shape)
+
+
+# --------------------------------------------------------------------------
+# Memory layouts
+# --------------------------------------------------------------------------
+
+#: Ways to store the same values; every kernel must give the contiguous result.
+LAYOUTS = ("C", "F", "transposed", "strided", "negative", "readonly")
+
+
+def _sentinel(dtype):
+    """A value for the gaps of a strided view; reading it gives a visible error."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.nan
+    return True if dtype == np.bool_ else 7
+
+
+def with_layout(a, layout):
+    """Return an array equal to ``a`` whose memory follows ``layout``.
+
+    ``"C"``: contiguous copy; ``"F"``: Fortran order; ``"transposed"``: the
+    first axis stored innermost (NHWC-like for 4-D, Fortran for 2-D);
+    ``"strided"``: every other element of a larger buffer whose gaps hold NaN;
+    ``"negative"``: negative strides on every axis; ``"readonly"``: contiguous
+    and not writeable.
+    """
+    a = np.asarray(a)
+    every_axis = lambda step: (slice(None, None, step),) * a.ndim  # noqa: E731
+    if layout == "C":
+        view = a.copy(order="C")
+    elif layout == "F":
+        view = np.asfortranarray(a)
+    elif layout == "transposed":
+        view = np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 0, -1)), -1, 0)
+    elif layout == "strided":
+        big = np.full(tuple(2 * s for s in a.shape), _sentinel(a.dtype), dtype=a.dtype)
+        view = big[every_axis(2)]
+        view[...] = a
+    elif layout == "negative":
+        view = a[every_axis(-1)].copy()[every_axis(-1)]
+    elif layout == "readonly":
+        view = a.copy()
+        view.flags.writeable = False
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+    np.testing.assert_array_equal(view, a)
+    return view
+
+
+# --------------------------------------------------------------------------
+# Geometries
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """One im2col / pooling problem: input shape, window, stride and pad.
+
+    ``stride`` and ``pad`` keep the form the kernel receives (int or pair).
+    """
+
+    shape: tuple
+    filter_h: int
+    filter_w: int
+    stride: object = 1
+    pad: object = 0
+
+    @property
+    def out_hw(self):
+        (sh, sw), (ph, pw) = ref.as_pair(self.stride), ref.as_pair(self.pad)
+        _, _, h, w = self.shape
+        return (
+            ref.output_size(h, self.filter_h, sh, ph),
+            ref.output_size(w, self.filter_w, sw, pw),
+        )
+
+    @property
+    def out_shape(self):
+        """Pooling output shape ``(N, C, out_h, out_w)``."""
+        return tuple(self.shape[:2]) + self.out_hw
+
+    @property
+    def col_shape(self):
+        """``im2col`` output shape ``(N*out_h*out_w, C*filter_h*filter_w)``."""
+        n, c = self.shape[:2]
+        return n * math.prod(self.out_hw), c * self.filter_h * self.filter_w
+
+    @property
+    def overlap(self):
+        """Upper bound on how many windows cover one input pixel (summands in col2im)."""
+        sh, sw = ref.as_pair(self.stride)
+        return math.ceil(self.filter_h / sh) * math.ceil(self.filter_w / sw)
+
+    @property
+    def args(self):
+        """Positional window arguments: ``(filter_h, filter_w)``."""
+        return self.filter_h, self.filter_w
+
+    @property
+    def kwargs(self):
+        return {"stride": self.stride, "pad": self.pad}
+
+    def __str__(self):
+        n, c, h, w = self.shape
+        return f"{n}x{c}x{h}x{w}-k{self.filter_h}x{self.filter_w}-s{self.stride}-p{self.pad}"
+
+
+#: Fixed im2col / col2im problems, the book's first.
+CONV_GEOMETRIES = (
+    Geometry((1, 3, 7, 7), 5, 5),  # the book's im2col example
+    Geometry((10, 3, 7, 7), 5, 5),  # ... and its batch of 10
+    Geometry((2, 3, 6, 5), 3, 3, 1, 1),
+    Geometry((2, 2, 9, 8), 3, 2, (2, 1), (1, 0)),
+    Geometry((1, 4, 5, 7), 2, 4, (1, 3), (2, 1)),
+    Geometry((3, 1, 4, 4), 4, 4, 4, 0),
+    Geometry((2, 3, 8, 8), 1, 1, 2, 0),
+    Geometry((1, 2, 3, 3), 3, 3, 1, 3),  # pad wider than the image
+)
+
+#: Fixed pooling problems (pad <= pool // 2).
+POOL_GEOMETRIES = (
+    Geometry((2, 3, 8, 8), 2, 2, 2, 0),  # the book's SimpleConvNet pooling
+    Geometry((2, 3, 7, 7), 3, 3, 2, 1),
+    Geometry((1, 2, 5, 6), 3, 2, 1, (1, 1)),
+    Geometry((2, 2, 7, 5), 2, 3, (2, 1), (1, 0)),
+    Geometry((3, 1, 6, 6), 5, 4, (3, 2), (2, 2)),
+    Geometry((1, 1, 1, 1), 1, 1),
+)
+
+
+def _int_or_pair(draw, h, w):
+    """Draw the int form when both values agree (sometimes), else the pair."""
+    if h == w and draw(st.booleans()):
+        return h
+    return (h, w)
+
+
+@st.composite
+def geometries(draw, pooling=False, max_batch=3, max_hw=7, max_filter=4, max_stride=3, max_pad=2):
+    """Random small :class:`Geometry` with an output of at least 1x1.
+
+    With ``pooling`` the pad obeys ``pad <= pool // 2``.
+    """
+    fh, fw = draw(st.integers(1, max_filter)), draw(st.integers(1, max_filter))
+    ph = draw(st.integers(0, min(max_pad, fh // 2) if pooling else max_pad))
+    pw = draw(st.integers(0, min(max_pad, fw // 2) if pooling else max_pad))
+    h = draw(st.integers(max(1, fh - 2 * ph), max(max_hw, fh)))
+    w = draw(st.integers(max(1, fw - 2 * pw), max(max_hw, fw)))
+    shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_batch)), h, w)
+    stride = _int_or_pair(draw, draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride)))
+    return Geometry(shape, fh, fw, stride, _int_or_pair(draw, ph, pw))
+
+
+#: Settings for the property tests: no deadline (first calls compile caches),
+#: a moderate number of examples so the suite stays fast.
+PROPERTY_SETTINGS = settings(
+    deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
+)
+
+seeds = st.integers(0, 2**32 - 1)
+input_dtypes = st.sampled_from(INPUT_DTYPES)
+layouts = st.sampled_from(LAYOUTS)
+
+
+# --------------------------------------------------------------------------
+# One valid call of every kernel, for tests that treat them alike
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class KernelCall:
+    """A valid call of the public function ``name``, every argument by keyword.
+
+    ``array_arg`` is the main array argument; ``out_names`` are the keyword
+    arguments that receive the results, in the order they are returned.
+    """
+
+    name: str
+    kwargs: dict
+    array_arg: str
+    out_names: tuple = ("out",)
+
+    def __call__(self, **overrides):
+        """Call the kernel with some arguments replaced; always return a tuple."""
+        result = getattr(cconv, self.name)(**{**self.kwargs, **overrides})
+        return result if isinstance(result, tuple) else (result,)
+
+    def __str__(self):
+        return self.name
+
+
+KERNEL_NAMES = (
+    "im2col",
+    "col2im",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+)
+
+
+def kernel_call(name, rng, dtype=np.float64, shape=(2, 3, 6, 6)):
+    """The :class:`KernelCall` of kernel ``name`` on random data of ``dtype``.
+
+    Convolution kernels use a 3x3 filter with stride 1 and pad 1; pooling
+    kernels a 3x3 window with stride 2 and pad 1.
+    """
+    conv = Geometry(shape, 3, 3, 1, 1)
+    pool = Geometry(shape, 3, 3, 2, 1)
+    conv_window = {"filter_h": 3, "filter_w": 3, **conv.kwargs}
+    pool_window = {"pool_h": 3, "pool_w": 3, **pool.kwargs}
+    x = random_array(rng, shape, dtype)
+    dout = random_array(rng, pool.out_shape, dtype)
+    if name == "im2col":
+        return KernelCall(name, {"input_data": x, **conv_window}, "input_data")
+    if name == "col2im":
+        col = random_array(rng, conv.col_shape, dtype)
+        return KernelCall(name, {"col": col, "input_shape": shape, **conv_window}, "col")
+    if name == "max_pool2d":
+        return KernelCall(name, {"x": x, **pool_window}, "x", ("out", "argmax_out"))
+    if name == "max_pool2d_backward":
+        argmax = rng.integers(0, 9, size=pool.out_shape).astype(np.int64)
+        kwargs = {"dout": dout, "argmax": argmax, "input_shape": shape, **pool_window}
+        return KernelCall(name, kwargs, "dout")
+    if name == "avg_pool2d":
+        return KernelCall(name, {"x": x, **pool_window}, "x")
+    if name == "avg_pool2d_backward":
+        return KernelCall(name, {"dout": dout, "input_shape": shape, **pool_window}, "dout")
+    raise ValueError(f"unknown kernel {name!r}")
+
+
+# --------------------------------------------------------------------------
+# Gradients
+# --------------------------------------------------------------------------
+
+
+def numerical_gradient(f, x, eps=1e-3):
+    """Central differences of the scalar function ``f`` at the float64 array ``x``."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    flat_x, flat_grad = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat_x.size):
+        saved = flat_x[i]
+        flat_x[i] = saved + eps
+        upper = f(x)
+        flat_x[i] = saved - eps
+        lower = f(x)
+        flat_x[i] = saved
+        flat_grad[i] = (upper - lower) / (2 * eps)
+    return grad

@@ -1,0 +1,73 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""A third-party module that uses the C API of the installed cconv.
+
+It cimports every ``.pxd`` that cconv installs and calls each ``noexcept nogil``
+core without the GIL, as downstream Cython code would. The caller (the test)
+validates the arguments and allocates the outputs, as the cores require.
+"""
+
+from cython cimport floating
+from libc.stdint cimport int64_t
+
+from cconv.kernels.col2im cimport col2im_core
+from cconv.kernels.im2col cimport im2col_core
+from cconv.kernels.pooling cimport (
+    avg_pool2d_backward_core,
+    avg_pool2d_core,
+    max_pool2d_backward_core,
+    max_pool2d_core,
+)
+
+
+def im2col(const floating[:, :, :, :] x, Py_ssize_t filter_h, Py_ssize_t filter_w,
+           Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+           floating[:, ::1] col, int num_threads):
+    with nogil:
+        im2col_core(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, col, num_threads)
+
+
+def col2im(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t filter_w,
+           Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+           floating[:, :, :, ::1] img, int num_threads):
+    with nogil:
+        col2im_core(col, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, img, num_threads)
+
+
+def max_pool2d(const floating[:, :, :, :] x, Py_ssize_t pool_h, Py_ssize_t pool_w,
+               Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+               floating[:, :, :, ::1] out, int64_t[:, :, :, ::1] argmax, int num_threads):
+    with nogil:
+        max_pool2d_core(x, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w,
+                        out, argmax, num_threads)
+
+
+def max_pool2d_backward(const floating[:, :, :, :] dout, const int64_t[:, :, :, :] argmax,
+                        Py_ssize_t pool_h, Py_ssize_t pool_w,
+                        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                        floating[:, :, :, ::1] dx, int num_threads):
+    with nogil:
+        max_pool2d_backward_core(dout, argmax, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w,
+                                 dx, num_threads)
+
+
+def avg_pool2d(const floating[:, :, :, :] x, Py_ssize_t pool_h, Py_ssize_t pool_w,
+               Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+               bint count_include_pad, floating[:, :, :, ::1] out, int num_threads):
+    with nogil:
+        avg_pool2d_core(x, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w,
+                        count_include_pad, out, num_threads)
+
+
+def avg_pool2d_backward(const floating[:, :, :, :] dout, Py_ssize_t pool_h, Py_ssize_t pool_w,
+                        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                        bint count_include_pad, floating[:, :, :, ::1] dx, int num_threads):
+    with nogil:
+        avg_pool2d_backward_core(dout, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w,
+                                 count_include_pad, dx, num_threads)
+
+
+def explicit_double_im2col(const double[:, :, :, :] x, Py_ssize_t filter_h, Py_ssize_t filter_w,
+                           double[:, ::1] col):
+    """The spelling of the docs: an explicit ``[double]`` specialisation."""
+    with nogil:
+        im2col_core[double](x, filter_h, filter_w, 1, 1, 0, 0, col, 1)

@@ -1,0 +1,172 @@
+"""The C API ships: Cython code can cimport the installed cconv.kernels cores.
+
+A consumer module (``cimport_consumer/``) cimports ``cconv.kernels.im2col``,
+``col2im`` and ``pooling`` from the *installed* package, is compiled once per
+session in a temporary folder, and calls every core inside ``with nogil:``.
+Its results must equal the Python API's bit for bit, although its output
+buffers start full of NaN (the cores zero what they accumulate).
+"""
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cconv
+import cconv.kernels
+from cconv_testutils import Geometry, random_array, with_layout
+
+CONSUMER_SOURCES = Path(__file__).parent / "cimport_consumer"
+PXD_MODULES = ("im2col", "col2im", "pooling")
+GEOM = Geometry((2, 3, 7, 6), 3, 2, (2, 1), (1, 1))
+
+
+def pxd_include_dir():
+    """The folder whose ``cconv/kernels/*.pxd`` are the installed C API.
+
+    For a regular install that is the parent of the ``cconv`` package; for an
+    editable install the compiled ``cconv.kernels`` may live elsewhere (its
+    source folder), so that location is tried second.
+    """
+    candidates = [
+        Path(cconv.__file__).resolve().parent.parent,
+        Path(cconv.kernels.__file__).resolve().parent.parent.parent,
+    ]
+    for folder in candidates:
+        if all((folder / "cconv" / "kernels" / f"{m}.pxd").is_file() for m in PXD_MODULES):
+            return folder
+    pytest.fail(f"no cconv/kernels/{{{','.join(PXD_MODULES)}}}.pxd under {candidates}")
+
+
+def test_pxd_files_are_installed():
+    kernels_dir = pxd_include_dir() / "cconv" / "kernels"
+    for module in PXD_MODULES:
+        text = (kernels_dir / f"{module}.pxd").read_text()
+        assert "noexcept nogil" in text
+
+
+def c_compiler_works(folder):
+    """True when setuptools can compile a trivial C file with the default compiler."""
+    probe = Path(folder) / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    code = (
+        "import setuptools\n"
+        "from distutils.ccompiler import new_compiler\n"
+        "from distutils.sysconfig import customize_compiler\n"
+        "c = new_compiler(); customize_compiler(c)\n"
+        f"c.compile([{str(probe)!r}], output_dir={str(folder)!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True)
+    return result.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def consumer(tmp_path_factory):
+    """The compiled consumer module, built once for this module's tests."""
+    pytest.importorskip("Cython", reason="building the cimport consumer needs Cython")
+    build_dir = tmp_path_factory.mktemp("cimport_consumer")
+    for name in ("cconv_cimport_consumer.pyx", "setup.py"):
+        shutil.copy(CONSUMER_SOURCES / name, build_dir)
+    env = dict(os.environ, CCONV_INCLUDE_DIR=str(pxd_include_dir()))
+    build = subprocess.run(
+        [sys.executable, "setup.py"], cwd=build_dir, env=env, capture_output=True, text=True
+    )
+    if build.returncode != 0:
+        if not c_compiler_works(tmp_path_factory.mktemp("probe")):
+            pytest.skip("no working C compiler: cannot build the cimport consumer")
+        pytest.fail(f"building the cimport consumer failed:\n{build.stdout[-3000:]}\n{build.stderr[-5000:]}")
+    sys.path.insert(0, str(build_dir))
+    try:
+        return importlib.import_module("cconv_cimport_consumer")
+    finally:
+        sys.path.remove(str(build_dir))
+
+
+@pytest.fixture(params=["C", "negative", "readonly"])
+def core_layout(request):
+    """Cores take any strided (and read-only) input through const memoryviews."""
+    return request.param
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
+def num_threads(request):
+    return request.param
+
+
+def window_args(geom):
+    """The cores' positional window arguments: sizes, stride pair, pad pair."""
+    (sh, sw), (ph, pw) = (np.broadcast_to(v, 2).tolist() for v in (geom.stride, geom.pad))
+    return geom.filter_h, geom.filter_w, sh, sw, ph, pw
+
+
+def nan_like(a):
+    return np.full(a.shape, np.nan, dtype=a.dtype)
+
+
+def test_im2col_core(consumer, rng, float_dtype, core_layout, num_threads):
+    x = with_layout(random_array(rng, GEOM.shape, float_dtype), core_layout)
+    expected = cconv.im2col(x, *GEOM.args, **GEOM.kwargs)
+    col = nan_like(expected)
+    consumer.im2col(x, *window_args(GEOM), col, num_threads)
+    np.testing.assert_array_equal(col, expected)
+
+
+def test_col2im_core(consumer, rng, float_dtype, core_layout, num_threads):
+    col = with_layout(random_array(rng, GEOM.col_shape, float_dtype), core_layout)
+    expected = cconv.col2im(col, GEOM.shape, *GEOM.args, **GEOM.kwargs)
+    img = nan_like(expected)
+    consumer.col2im(col, *window_args(GEOM), img, num_threads)
+    np.testing.assert_array_equal(img, expected)
+
+
+def test_max_pool2d_core(consumer, rng, float_dtype, core_layout, num_threads):
+    x = with_layout(random_array(rng, GEOM.shape, float_dtype), core_layout)
+    expected_out, expected_argmax = cconv.max_pool2d(x, *GEOM.args, **GEOM.kwargs)
+    out, argmax = nan_like(expected_out), np.full(GEOM.out_shape, -1, np.int64)
+    consumer.max_pool2d(x, *window_args(GEOM), out, argmax, num_threads)
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(argmax, expected_argmax)
+
+
+def test_max_pool2d_backward_core(consumer, rng, float_dtype, core_layout, num_threads):
+    _, argmax = cconv.max_pool2d(random_array(rng, GEOM.shape), *GEOM.args, **GEOM.kwargs)
+    dout = with_layout(random_array(rng, GEOM.out_shape, float_dtype), core_layout)
+    argmax = with_layout(argmax, core_layout)
+    expected = cconv.max_pool2d_backward(dout, argmax, GEOM.shape, *GEOM.args, **GEOM.kwargs)
+    dx = nan_like(expected)
+    consumer.max_pool2d_backward(dout, argmax, *window_args(GEOM), dx, num_threads)
+    np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("include_pad", [True, False], ids=["include_pad", "exclude_pad"])
+def test_avg_pool2d_core(consumer, rng, float_dtype, core_layout, num_threads, include_pad):
+    x = with_layout(random_array(rng, GEOM.shape, float_dtype), core_layout)
+    expected = cconv.avg_pool2d(x, *GEOM.args, **GEOM.kwargs, count_include_pad=include_pad)
+    out = nan_like(expected)
+    consumer.avg_pool2d(x, *window_args(GEOM), include_pad, out, num_threads)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("include_pad", [True, False], ids=["include_pad", "exclude_pad"])
+def test_avg_pool2d_backward_core(consumer, rng, float_dtype, core_layout, num_threads, include_pad):
+    dout = with_layout(random_array(rng, GEOM.out_shape, float_dtype), core_layout)
+    expected = cconv.avg_pool2d_backward(
+        dout, GEOM.shape, *GEOM.args, **GEOM.kwargs, count_include_pad=include_pad
+    )
+    dx = nan_like(expected)
+    consumer.avg_pool2d_backward(dout, *window_args(GEOM), include_pad, dx, num_threads)
+    np.testing.assert_array_equal(dx, expected)
+
+
+def test_explicit_specialisation(consumer, rng):
+    """``im2col_core[double](...)``, as the package docstring shows it."""
+    x = rng.standard_normal((2, 2, 5, 4))
+    expected = cconv.im2col(x, 3, 2)
+    col = nan_like(expected)
+    consumer.explicit_double_im2col(x, 3, 2, col)
+    np.testing.assert_array_equal(col, expected)

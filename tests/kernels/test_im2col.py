@@ -1,0 +1,113 @@
+"""cconv.im2col against the book's im2col (tests/reference.py)."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+import cconv
+import reference as ref
+from cconv_testutils import (
+    CONV_GEOMETRIES,
+    PROPERTY_SETTINGS,
+    geometries,
+    input_dtypes,
+    layouts,
+    random_array,
+    result_dtype,
+    seeds,
+    with_layout,
+)
+
+
+def check_im2col(x, geom):
+    """im2col of ``x`` equals the reference exactly (it only copies values)."""
+    col = cconv.im2col(x, *geom.args, **geom.kwargs)
+    expected_dtype = result_dtype(np.asarray(x).dtype)
+    assert col.dtype == expected_dtype
+    assert col.shape == geom.col_shape
+    assert col.flags.c_contiguous
+    expected = ref.im2col(np.asarray(x).astype(expected_dtype), *geom.args, **geom.kwargs)
+    np.testing.assert_array_equal(col, expected)
+
+
+@pytest.mark.parametrize(
+    "shape, expected", [((1, 3, 7, 7), (9, 75)), ((10, 3, 7, 7), (90, 75))]
+)
+def test_book_shapes(rng, shape, expected):
+    """The book's examples: a 5x5 filter over 3x7x7 images gives 9 (or 90) rows of 75."""
+    x = rng.random(shape)
+    col = cconv.im2col(x, 5, 5, stride=1, pad=0)
+    assert col.shape == expected
+    np.testing.assert_array_equal(col, ref.im2col(x, 5, 5, stride=1, pad=0))
+
+
+def test_hand_computed():
+    """A 2x2 filter with stride 2 cuts a 4x4 image into its four quadrants."""
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    expected = [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+    np.testing.assert_array_equal(cconv.im2col(x, 2, 2, stride=2), expected)
+
+
+def test_hand_computed_padding_and_column_order():
+    """Columns run (c, ky, kx), rows (n, oy, ox); padding reads as zero."""
+    x = np.array([1.0, 2.0]).reshape(1, 2, 1, 1)  # two channels, one pixel
+    col = cconv.im2col(x, 1, 3, stride=1, pad=(0, 1))
+    # One row per output pixel (out_w = 1 + 2*1 - 3 + 1 = 1), columns c0:[0,1,0] c1:[0,2,0]
+    np.testing.assert_array_equal(col, [[0, 1, 0, 0, 2, 0]])
+
+
+@pytest.mark.parametrize("geom", CONV_GEOMETRIES, ids=str)
+def test_matches_reference(rng, geom, float_dtype, layout, n_threads):
+    check_im2col(with_layout(random_array(rng, geom.shape, float_dtype), layout), geom)
+
+
+@pytest.mark.parametrize("geom", CONV_GEOMETRIES[2:5], ids=str)
+def test_dtype_policy(rng, geom, input_dtype):
+    """float16 -> float32, integers and bool -> float64, float32/64 kept."""
+    check_im2col(random_array(rng, geom.shape, input_dtype), geom)
+
+
+def test_matches_brute_force(rng):
+    geom = CONV_GEOMETRIES[3]
+    x = rng.standard_normal(geom.shape)
+    np.testing.assert_array_equal(
+        cconv.im2col(x, *geom.args, **geom.kwargs), ref.im2col_loops(x, *geom.args, **geom.kwargs)
+    )
+
+
+def test_array_like_input():
+    """Nested lists are array_like input (integers -> float64)."""
+    x = np.arange(2 * 2 * 3 * 3).reshape(2, 2, 3, 3)
+    col = cconv.im2col(x.tolist(), 2, 2, stride=1, pad=1)
+    assert col.dtype == np.float64
+    np.testing.assert_array_equal(col, ref.im2col(x.astype(np.float64), 2, 2, 1, 1))
+
+
+def test_zero_stride_broadcast_input():
+    """A read-only view with zero strides (np.broadcast_to) is valid input."""
+    row = np.arange(5.0)
+    x = np.broadcast_to(row, (2, 3, 4, 5))
+    np.testing.assert_array_equal(cconv.im2col(x, 3, 2, pad=1), ref.im2col(np.array(x), 3, 2, 1, 1))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 5, 5), (2, 0, 5, 5), (0, 0, 5, 5)])
+def test_empty_batch_or_channels(float_dtype, shape):
+    col = cconv.im2col(np.zeros(shape, float_dtype), 3, 2, stride=(1, 2), pad=1)
+    n, c = shape[:2]
+    assert col.shape == (n * 5 * 3, c * 3 * 2)
+    assert col.dtype == float_dtype
+
+
+def test_integer_stride_and_pad_forms_agree(rng):
+    """``stride=s, pad=p`` is the same as ``stride=(s, s), pad=(p, p)``."""
+    x = rng.standard_normal((2, 2, 7, 6))
+    np.testing.assert_array_equal(
+        cconv.im2col(x, 3, 3, stride=2, pad=1), cconv.im2col(x, 3, 3, stride=(2, 2), pad=(1, 1))
+    )
+
+
+@PROPERTY_SETTINGS
+@given(geom=geometries(), dtype=input_dtypes, layout=layouts, seed=seeds)
+def test_property_matches_reference(geom, dtype, layout, seed):
+    x = random_array(np.random.default_rng(seed), geom.shape, dtype)
+    check_im2col(with_layout(x, layout), geom)

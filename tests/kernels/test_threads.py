@@ -1,0 +1,158 @@
+"""Threads: OpenMP thread count, results independent of it, and GIL release.
+
+The kernels run their cores under ``with nogil`` (OpenMP ``prange`` when built
+with OpenMP): several Python threads may call them at once, and the result
+never depends on the number of threads (col2im and the backward passes split
+the work so that no element is written by two threads).
+"""
+
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import cconv
+from cconv_testutils import KERNEL_NAMES, kernel_call
+
+#: Large enough that two threads get real work each, small enough to be quick.
+SHAPE = (4, 8, 20, 18)
+
+
+@pytest.fixture
+def restore_threads():
+    """Follow OMP_NUM_THREADS again after the test."""
+    yield
+    cconv.set_num_threads(None)
+
+
+def test_openmp_enabled_is_a_bool():
+    enabled = cconv.openmp_enabled()
+    assert type(enabled) is bool
+    if os.environ.get("CCONV_EXPECT_OPENMP") == "1":
+        assert enabled, "CCONV_EXPECT_OPENMP=1 but cconv was built without OpenMP"
+
+
+def test_get_num_threads_is_a_positive_int():
+    n = cconv.get_num_threads()
+    assert type(n) is int
+    assert n >= 1
+
+
+def test_set_num_threads(restore_threads):
+    cconv.set_num_threads(3)
+    if cconv.openmp_enabled():
+        assert cconv.get_num_threads() == 3
+    cconv.set_num_threads(None)
+    assert cconv.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize(
+    "n, exc", [(0, ValueError), (-2, ValueError), (1.5, (TypeError, ValueError)), ("2", TypeError)]
+)
+def test_set_num_threads_rejects(restore_threads, n, exc):
+    with pytest.raises(exc):
+        cconv.set_num_threads(n)
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_results_independent_of_thread_count(restore_threads, rng, float_dtype, kernel):
+    """1, 2 and 3 OpenMP threads give bit-identical results."""
+    call = kernel_call(kernel, rng, float_dtype, shape=SHAPE)
+    cconv.set_num_threads(1)
+    serial = call()
+    for n in (2, 3):
+        cconv.set_num_threads(n)
+        for got, expected in zip(call(), serial):
+            np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_concurrent_python_threads(rng, n_threads, kernel):
+    """Python threads calling one kernel at once get the serial results, bit for bit."""
+    n_workers, n_tasks = 4, 12
+    calls = [kernel_call(kernel, rng, shape=SHAPE) for _ in range(n_tasks)]
+    serial = [call() for call in calls]
+    barrier = threading.Barrier(n_workers)
+
+    def run(call):
+        try:  # start together so the calls overlap
+            barrier.wait(timeout=10)
+        except threading.BrokenBarrierError:
+            pass
+        return call()
+
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        parallel = list(pool.map(run, calls))
+    for got_results, expected_results in zip(parallel, serial):
+        for got, expected in zip(got_results, expected_results):
+            np.testing.assert_array_equal(got, expected)
+
+
+# --------------------------------------------------------------------------
+# GIL release, measured: while a long kernel runs in one thread, Python code
+# in another keeps running. Holding the GIL would stall it for the whole call.
+# --------------------------------------------------------------------------
+
+#: 7x7 windows with stride 1 and pad 3: much more kernel work than validation.
+WINDOW = {"stride": 1, "pad": 3}
+
+
+def _long_calls(x):
+    """One long call per kernel on ``x`` (7x7 stride 1 pad 3 keeps H and W)."""
+    n, c, h, w = shape = x.shape
+    col = np.ones((n * h * w, c * 49))
+    dout = x
+    return {
+        "im2col": lambda: cconv.im2col(x, 7, 7, **WINDOW),
+        "col2im": lambda: cconv.col2im(col, shape, 7, 7, **WINDOW),
+        "max_pool2d": lambda: cconv.max_pool2d(x, 7, 7, **WINDOW),
+        "avg_pool2d": lambda: cconv.avg_pool2d(x, 7, 7, **WINDOW),
+        "avg_pool2d_backward": lambda: cconv.avg_pool2d_backward(dout, shape, 7, 7, **WINDOW),
+    }
+
+
+def _timed(func):
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def _longest_stall_while(func):
+    """Run ``func`` in a thread; return the longest pause of this thread meanwhile."""
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (func(), done.set()), daemon=True)
+    worker.start()
+    last = time.perf_counter()
+    longest = 0.0
+    while not done.is_set():
+        now = time.perf_counter()
+        longest = max(longest, now - last)
+        last = now
+    worker.join()
+    return longest
+
+
+@pytest.mark.parametrize("kernel", ["im2col", "col2im", "max_pool2d", "avg_pool2d", "avg_pool2d_backward"])
+def test_kernel_releases_the_gil(restore_threads, rng, kernel):
+    """max_pool2d_backward is left out: its argmax check costs as much as the kernel."""
+    cconv.set_num_threads(1)
+    expansion = 49 if kernel in ("im2col", "col2im") else 1  # col is 49 times x
+    batch = 1
+    while True:  # grow the input until one call takes 0.05 s (or 256 MB)
+        x = rng.standard_normal((batch, 4, 64, 64))
+        func = _long_calls(x)[kernel]
+        duration = _timed(func)
+        if duration >= 0.05 or 2 * x.nbytes * expansion > 2**28:
+            break
+        batch *= 2
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    try:
+        stall = _longest_stall_while(func)
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert stall < 0.5 * duration, f"Python thread stalled {stall:.3f} s of a {duration:.3f} s call"
