@@ -12,7 +12,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 
-from cconv.kernels._common cimport clip_high, clip_low
+from cconv.kernels._common cimport clip_high, clip_low, valid_range
 from cconv.kernels._openmp cimport effective_num_threads
 
 import numpy as np
@@ -70,60 +70,104 @@ cdef inline double _divisor(const Geometry* g, const Window* w, bint count_inclu
 
 cdef inline void _max_plane(const Geometry* g, const char* src, Py_ssize_t s_h, Py_ssize_t s_w,
                             floating* out, int64_t* argmax) noexcept nogil:
-    cdef Py_ssize_t oy, ox, ky, kx, best_k
-    cdef Window w
+    """Max pooling of one plane, a whole output row at a time.
+
+    For each window offset (ky, kx), in row-major order, one pass over the
+    output row compares the pixels under that offset with the running
+    maxima, so the first maximum wins; NaN replaces a non-NaN maximum and
+    then stays (the first NaN wins). Offsets that fall in the padding are
+    skipped: padding is -inf and never chosen. argmax < 0 marks "no pixel
+    seen yet".
+    """
+    cdef Py_ssize_t oy, ox, ky, kx, iy, lo, hi
+    cdef Py_ssize_t step = g.stride_w * s_w
+    cdef int64_t k
     cdef floating v, best
-    cdef const char* row
+    cdef floating* out_row
+    cdef int64_t* arg_row
+    cdef const char* p
     for oy in range(g.out_h):
+        out_row = out + oy * g.out_w
+        arg_row = argmax + oy * g.out_w
         for ox in range(g.out_w):
-            w = _window(g, oy, ox)
-            row = src + w.iy0 * s_h + w.ix0 * s_w
-            best = (<const floating*>(row + w.ky0 * s_h + w.kx0 * s_w))[0]
-            best_k = w.ky0 * g.pool_w + w.kx0
-            # First maximum wins; the first NaN wins over everything.
-            for ky in range(w.ky0, w.ky1):
-                if best != best:
-                    break
-                for kx in range(w.kx0, w.kx1):
-                    v = (<const floating*>(row + ky * s_h + kx * s_w))[0]
-                    if v > best or v != v:
-                        best = v
-                        best_k = ky * g.pool_w + kx
-                        if v != v:
-                            break
-            out[oy * g.out_w + ox] = best
-            argmax[oy * g.out_w + ox] = best_k
+            arg_row[ox] = -1
+        for ky in range(g.pool_h):
+            iy = oy * g.stride_h - g.pad_h + ky
+            if iy < 0 or iy >= g.H:
+                continue
+            for kx in range(g.pool_w):
+                valid_range(kx - g.pad_w, g.stride_w, g.W, g.out_w, &lo, &hi)
+                k = ky * g.pool_w + kx
+                p = src + iy * s_h + (lo * g.stride_w + kx - g.pad_w) * s_w
+                for ox in range(lo, hi):
+                    v = (<const floating*>p)[0]
+                    best = out_row[ox]
+                    if arg_row[ox] < 0 or v > best or (v != v and best == best):
+                        out_row[ox] = v
+                        arg_row[ox] = k
+                    p += step
 
 
 cdef inline void _max_backward_plane(const Geometry* g, const char* dout, Py_ssize_t s_h,
                                      Py_ssize_t s_w, const char* argmax, Py_ssize_t a_h,
                                      Py_ssize_t a_w, floating* dx) noexcept nogil:
-    cdef Py_ssize_t oy, ox, k, iy, ix
+    """Add each dout value of one plane to the pixel its argmax names."""
+    cdef Py_ssize_t oy, ox, iy, ix
+    cdef int64_t k, window = g.pool_h * g.pool_w
+    # Window position -> (ky, kx) without a division per element, for the
+    # usual small windows.
+    cdef Py_ssize_t ky_of[64]
+    cdef Py_ssize_t kx_of[64]
+    cdef bint small = window <= 64
+    if small:
+        for k in range(window):
+            ky_of[k] = k // g.pool_w
+            kx_of[k] = k - ky_of[k] * g.pool_w
     memset(dx, 0, g.H * g.W * sizeof(floating))
     for oy in range(g.out_h):
         for ox in range(g.out_w):
             k = (<const int64_t*>(argmax + oy * a_h + ox * a_w))[0]
-            iy = oy * g.stride_h - g.pad_h + k // g.pool_w
-            ix = ox * g.stride_w - g.pad_w + k % g.pool_w
+            if k < 0 or k >= window:  # not a window position: nothing to route
+                continue
+            if small:
+                iy = oy * g.stride_h - g.pad_h + ky_of[k]
+                ix = ox * g.stride_w - g.pad_w + kx_of[k]
+            else:
+                iy = oy * g.stride_h - g.pad_h + k // g.pool_w
+                ix = ox * g.stride_w - g.pad_w + k % g.pool_w
             if 0 <= iy < g.H and 0 <= ix < g.W:  # a position in the padding has no pixel
                 dx[iy * g.W + ix] += (<const floating*>(dout + oy * s_h + ox * s_w))[0]
 
 
 cdef inline void _avg_plane(const Geometry* g, const char* src, Py_ssize_t s_h, Py_ssize_t s_w,
                             bint count_include_pad, floating* out) noexcept nogil:
-    cdef Py_ssize_t oy, ox, ky, kx
+    """Average pooling of one plane, a whole output row at a time.
+
+    Window sums are accumulated in the output row, offset by offset in
+    row-major order, then divided by each window's divisor.
+    """
+    cdef Py_ssize_t oy, ox, ky, kx, iy, lo, hi
+    cdef Py_ssize_t step = g.stride_w * s_w
     cdef Window w
-    cdef double total
-    cdef const char* row
+    cdef floating* out_row
+    cdef const char* p
     for oy in range(g.out_h):
+        out_row = out + oy * g.out_w
+        for ox in range(g.out_w):
+            out_row[ox] = 0
+        for ky in range(g.pool_h):
+            iy = oy * g.stride_h - g.pad_h + ky
+            if iy < 0 or iy >= g.H:
+                continue
+            for kx in range(g.pool_w):
+                valid_range(kx - g.pad_w, g.stride_w, g.W, g.out_w, &lo, &hi)
+                p = src + iy * s_h + (lo * g.stride_w + kx - g.pad_w) * s_w
+                for ox in range(lo, hi):
+                    out_row[ox] += (<const floating*>p)[0]
+                    p += step
         for ox in range(g.out_w):
             w = _window(g, oy, ox)
-            total = 0
-            for ky in range(w.ky0, w.ky1):
-                row = src + (w.iy0 + ky) * s_h + w.ix0 * s_w
-                for kx in range(w.kx0, w.kx1):
-                    total += (<const floating*>(row + kx * s_w))[0]
-            out[oy * g.out_w + ox] = <floating>(total / _divisor(g, &w, count_include_pad))
+            out_row[ox] = <floating>(out_row[ox] / _divisor(g, &w, count_include_pad))
 
 
 cdef inline void _avg_backward_plane(const Geometry* g, const char* dout, Py_ssize_t s_h,
@@ -213,8 +257,8 @@ cdef void avg_pool2d_core(const floating[:, :, :, :] x, Py_ssize_t pool_h, Py_ss
     """Average pooling of ``x`` (N, C, H, W) into ``out`` (N, C, out_h, out_w).
 
     Padding counts as zeros; the divisor is pool_h*pool_w, or with
-    ``count_include_pad`` false the number of pixels in the window. Sums are
-    accumulated in double. Same caller guarantees as max_pool2d_core.
+    ``count_include_pad`` false the number of pixels in the window. Same
+    caller guarantees as max_pool2d_core.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
     cdef Geometry g = _geometry(x.shape[2], x.shape[3], pool_h, pool_w,
