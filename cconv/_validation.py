@@ -5,8 +5,9 @@ argument, says what was expected and shows what came. The compiled cores run
 without bounds checks, so nothing reaches them before these checks pass.
 
 dtype policy (one rule for every kernel): float32 and float64 are kept,
-float16 becomes float32, integers and bools become float64 (as the book's
-NumPy code would produce); anything else (complex, object, strings, ...) is a
+float16 becomes float32, integers, bools and wider floats (longdouble) become
+float64 (as the book's NumPy code would produce), non-native byte orders
+become native; anything else (complex, object, strings, ...) is a
 ``TypeError``.
 """
 
@@ -67,8 +68,9 @@ def as_pair(value, name, minimum):
 def as_float_array(x, name, ndim):
     """Return ``x`` as an ndarray of ``ndim`` dims with float32 or float64 dtype.
 
-    float32/float64 arrays come back as they are (any strides, no copy);
-    float16 is converted to float32; integers and bools to float64.
+    Native float32/float64 arrays come back as they are (any strides, no
+    copy); float16 is converted to float32; integers, bools and longdouble
+    to float64.
     """
     if isinstance(x, np.ndarray):
         arr = x
@@ -77,13 +79,11 @@ def as_float_array(x, name, ndim):
             arr = np.asarray(x)
         except (ValueError, TypeError) as exc:
             raise TypeError(f"{name} must be a real-valued array, got {type(x).__name__}: {exc}") from None
-    kind = arr.dtype.kind
-    if arr.dtype == np.float32 or arr.dtype == np.float64:
-        pass
-    elif arr.dtype == np.float16:
-        arr = arr.astype(np.float32)
+    kind, itemsize = arr.dtype.kind, arr.dtype.itemsize
+    if kind == "f":
+        target = np.float32 if itemsize <= 4 else np.float64
     elif kind in "biu":
-        arr = arr.astype(np.float64)
+        target = np.float64
     else:
         raise TypeError(
             f"{name} must have a real dtype (float32, float64, float16, integer "
@@ -93,6 +93,8 @@ def as_float_array(x, name, ndim):
         raise ValueError(
             f"{name} must be a {ndim}-D array, got {arr.ndim}-D with shape {arr.shape}"
         )
+    if arr.dtype != target:  # also brings a non-native byte order to native
+        arr = arr.astype(target)
     return arr
 
 

@@ -7,11 +7,11 @@ Kept apart from ``conftest.py`` so that test modules can import them by name
 import dataclasses
 import math
 
+import cconv
 import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-import cconv
 import reference as ref
 
 # --------------------------------------------------------------------------
@@ -62,6 +62,20 @@ def random_array(rng, shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 
 
+def with_special_values(rng, x, fraction):
+    """Copy of ``x`` with about ``fraction`` of its entries set to -inf (mostly), +inf or NaN.
+
+    Integer and bool arrays come back unchanged. A large fraction makes
+    windows whose real elements are all -inf.
+    """
+    if x.dtype.kind != "f" or fraction == 0:
+        return x
+    x = x.copy()
+    chosen = rng.random(x.shape) < fraction
+    x[chosen] = rng.choice([-np.inf, -np.inf, -np.inf, np.inf, np.nan], size=int(chosen.sum()))
+    return x
+
+
 def distinct_values(rng, shape):
     """A shuffled ``arange`` in float64: all values distinct, spaced by 1 (Chainer's trick)."""
     values = np.arange(math.prod(shape), dtype=np.float64) - math.prod(shape) / 2
@@ -74,7 +88,7 @@ def distinct_values(rng, shape):
 # --------------------------------------------------------------------------
 
 #: Ways to store the same values; every kernel must give the contiguous result.
-LAYOUTS = ("C", "F", "transposed", "strided", "negative", "readonly")
+LAYOUTS = ("C", "F", "transposed", "strided", "negative", "readonly", "unaligned")
 
 
 def _sentinel(dtype):
@@ -92,10 +106,13 @@ def with_layout(a, layout):
     first axis stored innermost (NHWC-like for 4-D, Fortran for 2-D);
     ``"strided"``: every other element of a larger buffer whose gaps hold NaN;
     ``"negative"``: negative strides on every axis; ``"readonly"``: contiguous
-    and not writeable.
+    and not writeable; ``"unaligned"``: contiguous, one byte off alignment.
     """
     a = np.asarray(a)
-    every_axis = lambda step: (slice(None, None, step),) * a.ndim  # noqa: E731
+
+    def every_axis(step):
+        return (slice(None, None, step),) * a.ndim
+
     if layout == "C":
         view = a.copy(order="C")
     elif layout == "F":
@@ -111,6 +128,9 @@ def with_layout(a, layout):
     elif layout == "readonly":
         view = a.copy()
         view.flags.writeable = False
+    elif layout == "unaligned":
+        view = np.zeros(a.nbytes + 1, dtype=np.uint8)[1:].view(a.dtype).reshape(a.shape)
+        view[...] = a
     else:
         raise ValueError(f"unknown layout {layout!r}")
     np.testing.assert_array_equal(view, a)
@@ -222,9 +242,13 @@ def geometries(draw, pooling=False, max_batch=3, max_hw=7, max_filter=4, max_str
 
 
 #: Settings for the property tests: no deadline (first calls compile caches),
-#: a moderate number of examples so the suite stays fast.
+#: a moderate number of examples so the suite stays fast, and no example
+#: database written into the working directory.
 PROPERTY_SETTINGS = settings(
-    deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
+    deadline=None,
+    max_examples=60,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 seeds = st.integers(0, 2**32 - 1)

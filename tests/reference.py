@@ -278,7 +278,9 @@ def _loop_divisors(input_shape, pool_h, pool_w, stride, pad, count_include_pad):
         return np.full((oh, ow), float(pool_h * pool_w))
     counts = np.zeros((oh, ow))
     one_image = (1, 1) + tuple(input_shape[2:])
-    for _, _, oy, ox, _, _, _, _, inside in _window_positions(one_image, pool_h, pool_w, stride, pad):
+    for _, _, oy, ox, _, _, _, _, inside in _window_positions(
+        one_image, pool_h, pool_w, stride, pad
+    ):
         counts[oy, ox] += inside
     return counts
 

@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cconv
+import cconv.kernels
 import numpy as np
 import pytest
 
-import cconv
-import cconv.kernels
 from cconv_testutils import Geometry, random_array, with_layout
 
 CONSUMER_SOURCES = Path(__file__).parent / "cimport_consumer"
@@ -79,7 +79,9 @@ def consumer(tmp_path_factory):
     if build.returncode != 0:
         if not c_compiler_works(tmp_path_factory.mktemp("probe")):
             pytest.skip("no working C compiler: cannot build the cimport consumer")
-        pytest.fail(f"building the cimport consumer failed:\n{build.stdout[-3000:]}\n{build.stderr[-5000:]}")
+        pytest.fail(
+            f"building the cimport consumer failed:\n{build.stdout[-3000:]}\n{build.stderr[-5000:]}"
+        )
     sys.path.insert(0, str(build_dir))
     try:
         return importlib.import_module("cconv_cimport_consumer")
@@ -153,7 +155,9 @@ def test_avg_pool2d_core(consumer, rng, float_dtype, core_layout, num_threads, i
 
 
 @pytest.mark.parametrize("include_pad", [True, False], ids=["include_pad", "exclude_pad"])
-def test_avg_pool2d_backward_core(consumer, rng, float_dtype, core_layout, num_threads, include_pad):
+def test_avg_pool2d_backward_core(
+    consumer, rng, float_dtype, core_layout, num_threads, include_pad
+):
     dout = with_layout(random_array(rng, GEOM.out_shape, float_dtype), core_layout)
     expected = cconv.avg_pool2d_backward(
         dout, GEOM.shape, *GEOM.args, **GEOM.kwargs, count_include_pad=include_pad

@@ -1,10 +1,11 @@
 """cconv.im2col against the book's im2col (tests/reference.py)."""
 
+import cconv
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
-import cconv
 import reference as ref
 from cconv_testutils import (
     CONV_GEOMETRIES,
@@ -16,6 +17,7 @@ from cconv_testutils import (
     result_dtype,
     seeds,
     with_layout,
+    with_special_values,
 )
 
 
@@ -30,9 +32,7 @@ def check_im2col(x, geom):
     np.testing.assert_array_equal(col, expected)
 
 
-@pytest.mark.parametrize(
-    "shape, expected", [((1, 3, 7, 7), (9, 75)), ((10, 3, 7, 7), (90, 75))]
-)
+@pytest.mark.parametrize("shape, expected", [((1, 3, 7, 7), (9, 75)), ((10, 3, 7, 7), (90, 75))])
 def test_book_shapes(rng, shape, expected):
     """The book's examples: a 5x5 filter over 3x7x7 images gives 9 (or 90) rows of 75."""
     x = rng.random(shape)
@@ -107,7 +107,15 @@ def test_integer_stride_and_pad_forms_agree(rng):
 
 
 @PROPERTY_SETTINGS
-@given(geom=geometries(), dtype=input_dtypes, layout=layouts, seed=seeds)
-def test_property_matches_reference(geom, dtype, layout, seed):
-    x = random_array(np.random.default_rng(seed), geom.shape, dtype)
+@given(
+    geom=geometries(),
+    dtype=input_dtypes,
+    layout=layouts,
+    seed=seeds,
+    special=st.sampled_from([0.0, 0.3]),
+)
+def test_property_matches_reference(geom, dtype, layout, seed, special):
+    """Random geometry, dtype and layout; inf and NaN are copied like any value."""
+    rng = np.random.default_rng(seed)
+    x = with_special_values(rng, random_array(rng, geom.shape, dtype), special)
     check_im2col(with_layout(x, layout), geom)

@@ -5,12 +5,12 @@ Max pooling pads with -inf and never selects padding; NaN propagates (argmax
 pool_h*pool_w or, with ``count_include_pad=False``, by the real elements.
 """
 
+import cconv
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import cconv
 import reference as ref
 from cconv_testutils import (
     POOL_GEOMETRIES,
@@ -26,6 +26,7 @@ from cconv_testutils import (
     result_dtype,
     seeds,
     with_layout,
+    with_special_values,
 )
 
 count_include_pad = pytest.mark.parametrize(
@@ -56,7 +57,9 @@ def check_max_pool(x, geom):
     out, argmax = cconv.max_pool2d(x, *geom.args, **geom.kwargs)
     assert_result_array(out, geom.out_shape, result_dtype(np.asarray(x).dtype))
     assert_result_array(argmax, geom.out_shape, np.int64)
-    expected_out, expected_argmax = ref.max_pool2d(np.asarray(x).astype(out.dtype), *geom.args, **geom.kwargs)
+    expected_out, expected_argmax = ref.max_pool2d(
+        np.asarray(x).astype(out.dtype), *geom.args, **geom.kwargs
+    )
     np.testing.assert_array_equal(out, expected_out)
     np.testing.assert_array_equal(argmax, expected_argmax)
     assert_argmax_real(argmax, geom)
@@ -65,22 +68,32 @@ def check_max_pool(x, geom):
 def check_avg_pool(x, geom, include_pad):
     out = cconv.avg_pool2d(x, *geom.args, **geom.kwargs, count_include_pad=include_pad)
     assert_result_array(out, geom.out_shape, result_dtype(np.asarray(x).dtype))
-    expected = ref.avg_pool2d(np.asarray(x).astype(out.dtype), *geom.args, **geom.kwargs, count_include_pad=include_pad)
+    expected = ref.avg_pool2d(
+        np.asarray(x).astype(out.dtype), *geom.args, **geom.kwargs, count_include_pad=include_pad
+    )
     assert_close(out, expected, terms=geom.filter_h * geom.filter_w)
 
 
 def check_max_pool_backward(dout, argmax, geom):
     dx = cconv.max_pool2d_backward(dout, argmax, geom.shape, *geom.args, **geom.kwargs)
     assert_result_array(dx, geom.shape, result_dtype(np.asarray(dout).dtype))
-    expected = ref.max_pool2d_backward(np.asarray(dout).astype(dx.dtype), argmax, geom.shape, *geom.args, **geom.kwargs)
+    expected = ref.max_pool2d_backward(
+        np.asarray(dout).astype(dx.dtype), argmax, geom.shape, *geom.args, **geom.kwargs
+    )
     assert_close(dx, expected, terms=geom.overlap)
 
 
 def check_avg_pool_backward(dout, geom, include_pad):
-    dx = cconv.avg_pool2d_backward(dout, geom.shape, *geom.args, **geom.kwargs, count_include_pad=include_pad)
+    dx = cconv.avg_pool2d_backward(
+        dout, geom.shape, *geom.args, **geom.kwargs, count_include_pad=include_pad
+    )
     assert_result_array(dx, geom.shape, result_dtype(np.asarray(dout).dtype))
     expected = ref.avg_pool2d_backward(
-        np.asarray(dout).astype(dx.dtype), geom.shape, *geom.args, **geom.kwargs, count_include_pad=include_pad
+        np.asarray(dout).astype(dx.dtype),
+        geom.shape,
+        *geom.args,
+        **geom.kwargs,
+        count_include_pad=include_pad,
     )
     assert_close(dx, expected, terms=geom.overlap)
 
@@ -100,9 +113,13 @@ def test_reference_agrees_with_brute_force(rng):
     """The vectorised references equal the explicit loops, special values included."""
     for geom in POOL_GEOMETRIES:
         x = rng.standard_normal(geom.shape)
-        x.flat[:: 3] = rng.choice([np.nan, -np.inf, np.inf, 0.0], size=x.flat[::3].shape)
+        x.flat[::3] = rng.choice([np.nan, -np.inf, np.inf, 0.0], size=x.flat[::3].shape)
         dout = rng.standard_normal(geom.out_shape)
-        for a, b in zip(ref.max_pool2d(x, *geom.args, **geom.kwargs), ref.max_pool2d_loops(x, *geom.args, **geom.kwargs)):
+        for a, b in zip(
+            ref.max_pool2d(x, *geom.args, **geom.kwargs),
+            ref.max_pool2d_loops(x, *geom.args, **geom.kwargs),
+            strict=True,
+        ):
             np.testing.assert_array_equal(a, b)
         argmax = random_argmax(rng, geom)
         np.testing.assert_allclose(
@@ -113,7 +130,9 @@ def test_reference_agrees_with_brute_force(rng):
         for include_pad in (True, False):
             window = dict(geom.kwargs, count_include_pad=include_pad)
             np.testing.assert_allclose(
-                ref.avg_pool2d(x, *geom.args, **window), ref.avg_pool2d_loops(x, *geom.args, **window), rtol=1e-12
+                ref.avg_pool2d(x, *geom.args, **window),
+                ref.avg_pool2d_loops(x, *geom.args, **window),
+                rtol=1e-12,
             )
             np.testing.assert_allclose(
                 ref.avg_pool2d_backward(dout, geom.shape, *geom.args, **window),
@@ -133,7 +152,9 @@ class TestAgainstReference:
 
     @count_include_pad
     def test_avg_pool(self, rng, geom, float_dtype, layout, n_threads, include_pad):
-        check_avg_pool(with_layout(random_array(rng, geom.shape, float_dtype), layout), geom, include_pad)
+        check_avg_pool(
+            with_layout(random_array(rng, geom.shape, float_dtype), layout), geom, include_pad
+        )
 
     @count_include_pad
     def test_avg_pool_backward(self, rng, geom, float_dtype, layout, n_threads, include_pad):
@@ -149,22 +170,35 @@ class TestDtypePolicy:
         check_max_pool(random_array(rng, geom.shape, input_dtype), geom)
 
     def test_max_pool_backward(self, rng, geom, input_dtype):
-        check_max_pool_backward(random_array(rng, geom.out_shape, input_dtype), random_argmax(rng, geom), geom)
+        check_max_pool_backward(
+            random_array(rng, geom.out_shape, input_dtype), random_argmax(rng, geom), geom
+        )
 
     def test_avg_pool(self, rng, geom, input_dtype):
         check_avg_pool(random_array(rng, geom.shape, input_dtype), geom, include_pad=False)
 
     def test_avg_pool_backward(self, rng, geom, input_dtype):
-        check_avg_pool_backward(random_array(rng, geom.out_shape, input_dtype), geom, include_pad=False)
+        check_avg_pool_backward(
+            random_array(rng, geom.out_shape, input_dtype), geom, include_pad=False
+        )
 
 
 pool_geometries = geometries(pooling=True)
 
 
 @PROPERTY_SETTINGS
-@given(geom=pool_geometries, dtype=input_dtypes, layout=layouts, seed=seeds)
-def test_property_max_pool(geom, dtype, layout, seed):
-    check_max_pool(with_layout(random_array(np.random.default_rng(seed), geom.shape, dtype), layout), geom)
+@given(
+    geom=pool_geometries,
+    dtype=input_dtypes,
+    layout=layouts,
+    seed=seeds,
+    special=st.sampled_from([0.0, 0.3, 0.9]),
+)
+def test_property_max_pool(geom, dtype, layout, seed, special):
+    """Random values, with some -inf / inf / NaN: padding is never picked, NaN wins."""
+    rng = np.random.default_rng(seed)
+    x = with_special_values(rng, random_array(rng, geom.shape, dtype), special)
+    check_max_pool(with_layout(x, layout), geom)
 
 
 @PROPERTY_SETTINGS
@@ -176,14 +210,18 @@ def test_property_max_pool_backward(geom, dtype, layout, seed):
 
 
 @PROPERTY_SETTINGS
-@given(geom=pool_geometries, dtype=input_dtypes, layout=layouts, seed=seeds, include_pad=st.booleans())
+@given(
+    geom=pool_geometries, dtype=input_dtypes, layout=layouts, seed=seeds, include_pad=st.booleans()
+)
 def test_property_avg_pool(geom, dtype, layout, seed, include_pad):
     x = random_array(np.random.default_rng(seed), geom.shape, dtype)
     check_avg_pool(with_layout(x, layout), geom, include_pad)
 
 
 @PROPERTY_SETTINGS
-@given(geom=pool_geometries, dtype=input_dtypes, layout=layouts, seed=seeds, include_pad=st.booleans())
+@given(
+    geom=pool_geometries, dtype=input_dtypes, layout=layouts, seed=seeds, include_pad=st.booleans()
+)
 def test_property_avg_pool_backward(geom, dtype, layout, seed, include_pad):
     dout = random_array(np.random.default_rng(seed), geom.out_shape, dtype)
     check_avg_pool_backward(with_layout(dout, layout), geom, include_pad)
@@ -226,7 +264,9 @@ def test_max_pool_all_inf_window_picks_first_real_element():
     assert np.all(out == -np.inf)
     np.testing.assert_array_equal(argmax, FIRST_REAL)
     # so the whole gradient reaches the image
-    dx = cconv.max_pool2d_backward(np.ones((1, 1, 3, 3)), argmax[None, None], SMALL.shape, *SMALL.args, **SMALL.kwargs)
+    dx = cconv.max_pool2d_backward(
+        np.ones((1, 1, 3, 3)), argmax[None, None], SMALL.shape, *SMALL.args, **SMALL.kwargs
+    )
     assert dx.sum() == 9
 
 
@@ -266,15 +306,20 @@ def test_max_pool_nan_only_affects_its_windows(rng):
 def test_max_pool_backward_hand_computed():
     _, argmax = max_pool_small([[1, 2], [3, 4]])
     dout = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
-    dx = cconv.max_pool2d_backward(dout, argmax[None, None], SMALL.shape, *SMALL.args, **SMALL.kwargs)
-    # argmax [[3, 3, 2], [3, 3, 2], [1, 1, 0]] sends dout to x00 | x01, x01 | x10, x11, x11 | x10, x11, x11
+    dx = cconv.max_pool2d_backward(
+        dout, argmax[None, None], SMALL.shape, *SMALL.args, **SMALL.kwargs
+    )
+    # argmax [[3, 3, 2], [3, 3, 2], [1, 1, 0]] sends each dout to
+    # [[x00, x01, x01], [x10, x11, x11], [x10, x11, x11]]
     np.testing.assert_array_equal(dx[0, 0], [[1, 2 + 3], [4 + 7, 5 + 6 + 8 + 9]])
 
 
 def test_max_pool_backward_argmax_in_padding_contributes_nothing():
     """Argmax 0 is the top-left of every window; it is real only for 4 of the 9."""
     argmax = np.zeros((1, 1, 3, 3), dtype=np.int64)
-    dx = cconv.max_pool2d_backward(np.ones((1, 1, 3, 3)), argmax, SMALL.shape, *SMALL.args, **SMALL.kwargs)
+    dx = cconv.max_pool2d_backward(
+        np.ones((1, 1, 3, 3)), argmax, SMALL.shape, *SMALL.args, **SMALL.kwargs
+    )
     np.testing.assert_array_equal(dx, np.ones(SMALL.shape))
 
 
@@ -307,7 +352,11 @@ def test_avg_pool_default_counts_padding():
 )
 def test_avg_pool_backward_hand_computed(include_pad, expected):
     dx = cconv.avg_pool2d_backward(
-        np.ones((1, 1, 3, 3)), SMALL.shape, *SMALL.args, **SMALL.kwargs, count_include_pad=include_pad
+        np.ones((1, 1, 3, 3)),
+        SMALL.shape,
+        *SMALL.args,
+        **SMALL.kwargs,
+        count_include_pad=include_pad,
     )
     np.testing.assert_array_equal(dx, np.full(SMALL.shape, expected))
 
@@ -372,4 +421,6 @@ def test_empty_batch_or_channels(float_dtype, shape):
     assert_result_array(cconv.avg_pool2d(x, *geom.args, **geom.kwargs), geom.out_shape, float_dtype)
     dx = cconv.max_pool2d_backward(dout, argmax, shape, *geom.args, **geom.kwargs)
     assert_result_array(dx, shape, float_dtype)
-    assert_result_array(cconv.avg_pool2d_backward(dout, shape, *geom.args, **geom.kwargs), shape, float_dtype)
+    assert_result_array(
+        cconv.avg_pool2d_backward(dout, shape, *geom.args, **geom.kwargs), shape, float_dtype
+    )

@@ -5,10 +5,10 @@ float64 input of shape (2, 3, 6, 6), 3x3 window, conv stride 1 / pad 1,
 pooling stride 2 / pad 1) and breaks exactly one argument.
 """
 
+import cconv
 import numpy as np
 import pytest
 
-import cconv
 from cconv_testutils import KERNEL_NAMES, REJECTED_DTYPES, Geometry, kernel_call
 
 POOLING = ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")
@@ -64,7 +64,13 @@ BAD_PADS = [
     ((1,), (ValueError, TypeError)),
 ]
 
-BAD_SIZES = [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError), (None, TypeError)]
+BAD_SIZES = [
+    (0, ValueError),
+    (-1, ValueError),
+    (2.0, TypeError),
+    (True, TypeError),
+    (None, TypeError),
+]
 
 
 @pytest.mark.parametrize("value, exc", BAD_STRIDES, ids=repr)
@@ -118,7 +124,7 @@ def test_numpy_integers_are_ints(call):
     h, w = window_names(call.name)
     as_numpy = {h: np.int16(3), w: np.int64(3), "pad": (np.int32(1), np.int64(1))}
     as_numpy["stride"] = np.int64(call.kwargs["stride"])
-    for got, expected in zip(call(**as_numpy), call()):
+    for got, expected in zip(call(**as_numpy), call(), strict=True):
         np.testing.assert_array_equal(got, expected)
 
 
@@ -140,6 +146,17 @@ def test_rejected_dtype(call, dtype):
     arr = call.kwargs[call.array_arg]
     bad = np.zeros(arr.shape, dtype=dtype)
     assert_raises(call, TypeError, call.array_arg, **{call.array_arg: bad})
+
+
+def test_non_native_byte_order_is_the_same_dtype(call):
+    """float64 stays float64 whatever its byte order (e.g. data read from a file)."""
+    swapped = {}
+    for name, value in call.kwargs.items():
+        if isinstance(value, np.ndarray):
+            swapped[name] = value.astype(value.dtype.newbyteorder())
+    for got, expected in zip(call(**swapped), call(), strict=True):
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_complex_is_rejected_not_truncated(call):
@@ -257,7 +274,9 @@ def test_im2col_result_too_large(kwargs):
     "input_shape", [(2**40, 1, 2**20, 2**20), (1, 2**62, 2**31, 2**31)], ids=["2**80", "2**124"]
 )
 def test_input_shape_too_large(rng, kernel, input_shape):
-    assert_raises(kernel_call(kernel, rng), ValueError, r"input_shape|col|dout", input_shape=input_shape)
+    assert_raises(
+        kernel_call(kernel, rng), ValueError, r"input_shape|col|dout", input_shape=input_shape
+    )
 
 
 # --------------------------------------------------------------------------
@@ -300,9 +319,30 @@ def test_max_pool2d_both_outs(rng, float_dtype):
     expected = call()
     outs = [garbage_like(e) for e in expected]
     result = call(out=outs[0], argmax_out=outs[1])
-    for got, out, want in zip(result, outs, expected):
+    for got, out, want in zip(result, outs, expected, strict=True):
         assert got is out
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "input_dtype, out_dtype, accepted",
+    [
+        (np.float16, np.float32, True),
+        (np.float16, np.float16, False),
+        (np.int32, np.float64, True),
+        (np.int32, np.int32, False),
+        (np.bool_, np.float64, True),
+        (np.float32, np.float64, False),
+    ],
+)
+def test_out_dtype_follows_dtype_policy(rng, input_dtype, out_dtype, accepted):
+    """out must have the result dtype: float32 for float16 input, float64 for int/bool."""
+    call = kernel_call("avg_pool2d", rng, dtype=input_dtype)
+    out = np.empty(call()[0].shape, out_dtype)
+    if accepted:
+        assert call(out=out)[0] is out
+    else:
+        assert_raises(call, TypeError, "out", out=out)
 
 
 def test_out_reused_across_calls(rng):
@@ -327,7 +367,10 @@ def bad_outs(expected):
         "shape": (np.empty(longer, expected.dtype), ValueError),
         "flat": (np.empty(expected.size, expected.dtype), ValueError),
         "dtype": (np.empty(expected.shape, wrong_dtype), TypeError),
-        "strided": (np.empty(expected.shape[:-1] + (2 * expected.shape[-1],), expected.dtype)[..., ::2], ValueError),
+        "strided": (
+            np.empty(expected.shape[:-1] + (2 * expected.shape[-1],), expected.dtype)[..., ::2],
+            ValueError,
+        ),
         "fortran": (np.empty(expected.shape, expected.dtype, order="F"), ValueError),
         "readonly": (not_writeable, ValueError),
     }
@@ -356,7 +399,9 @@ def overlapping_pair(value, out_like, out_start):
     buffer = np.zeros(size, dtype=np.uint8)
     arr = buffer[: value.nbytes].view(value.dtype).reshape(value.shape)
     arr[...] = value
-    out = buffer[out_start : out_start + out_like.nbytes].view(out_like.dtype).reshape(out_like.shape)
+    out = (
+        buffer[out_start : out_start + out_like.nbytes].view(out_like.dtype).reshape(out_like.shape)
+    )
     return arr, out
 
 

@@ -24,3 +24,10 @@ cdef inline void valid_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t ex
     hi[0] = count
     while hi[0] > lo[0] and (hi[0] - 1) * stride + offset >= extent:
         hi[0] -= 1
+
+
+cdef inline int clamp_threads(int num_threads, Py_ssize_t tasks) noexcept nogil:
+    """Threads for a loop of ``tasks`` iterations: at least 1, at most ``tasks``."""
+    if num_threads > tasks:
+        num_threads = <int>tasks
+    return num_threads if num_threads >= 1 else 1

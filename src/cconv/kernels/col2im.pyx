@@ -4,7 +4,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
 
-from cconv.kernels._common cimport valid_range
+from cconv.kernels._common cimport clamp_threads, valid_range
 from cconv.kernels._openmp cimport effective_num_threads
 
 import numpy as np
@@ -74,12 +74,12 @@ cdef void col2im_core(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t 
     cdef Py_ssize_t s_row = col.strides[0], s_col = col.strides[1]
     cdef floating* img_data = &img[0, 0, 0, 0]
     if N >= num_threads:
-        for n in prange(N, schedule="static", num_threads=num_threads):
+        for n in prange(N, schedule="static", num_threads=clamp_threads(num_threads, N)):
             _col2im_channels(col_data + n * s_image, s_row, s_col, 0, C, H, W,
                              filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,
                              out_h, out_w, img_data + n * C * H * W)
     else:
-        for task in prange(N * C, schedule="static", num_threads=num_threads):
+        for task in prange(N * C, schedule="static", num_threads=clamp_threads(num_threads, N * C)):
             n = task // C
             _col2im_channels(col_data + n * s_image, s_row, s_col, task - n * C, task - n * C + 1,
                              H, W, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,

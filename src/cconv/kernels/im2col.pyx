@@ -4,7 +4,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
 
-from cconv.kernels._common cimport valid_range
+from cconv.kernels._common cimport clamp_threads, valid_range
 from cconv.kernels._openmp cimport effective_num_threads
 
 import numpy as np
@@ -73,7 +73,7 @@ cdef void im2col_core(const floating[:, :, :, :] x, Py_ssize_t filter_h, Py_ssiz
     if base == NULL:  # an image with no pixels: every window is padding
         memset(col_data, 0, N * out_h * out_w * K * sizeof(floating))
         return
-    for line in prange(N * out_h, schedule="static", num_threads=num_threads):
+    for line in prange(N * out_h, schedule="static", num_threads=clamp_threads(num_threads, N * out_h)):
         n = line // out_h
         oy = line - n * out_h
         _im2col_rows(base + n * s_n, s_c, s_h, s_w,
