@@ -11,9 +11,9 @@ How to run (from the repository root, with cconv installed, e.g. ``pip install -
     python benchmarks/bench_kernels.py --torch --json results.json
 
 ``--torch`` needs PyTorch (optional; ``pip install torch``).  The whole run with
-``--torch`` takes a few minutes and about 3 GB of memory (the largest single
-array is the float64 col of the (32,64,56,56) 3x3 case: 462 MB, and the book's
-algorithm builds two of them).
+``--torch`` takes about two minutes on 2 cores and peaks at about 1.2 GB of
+resident memory (the largest single array is the float64 col of the
+(32,64,56,56) 3x3 case, 462 MB, and the book's algorithm builds two of them).
 
 What is measured
 ----------------
@@ -59,6 +59,12 @@ NumPy reference (exactly for the copy-like kernels, to rounding where sums are
 involved), max-pool argmax must agree, and with ``--torch`` torch's results must
 agree too.  A failed check is reported, marked ``!`` in the table, and makes the
 script exit with status 1.
+
+The machine has few cores, so anything else running spoils the numbers: the
+share of the CPUs that *other* processes used while each row was timed is
+measured (from /proc/stat) and shown as ``busy%``; a row over 5% is re-timed
+after a pause (``--retries``, ``--retry-wait``), the least contended measurement
+is kept, and rows still over 5% are flagged ``~``.
 
 After the table a "targets" section evaluates the project's performance targets
 from the measured medians and prints MET / NOT MET per row.
@@ -807,6 +813,12 @@ def parse_args(argv=None):
                     help="also time PyTorch (if installed) side by side")
     ap.add_argument("--ops", default="all",
                     help="comma-separated subset of: " + ",".join(ALL_OPS) + " (default all)")
+    ap.add_argument("--retries", type=int, default=2,
+                    help="re-time a row up to this many times when other processes used "
+                         f"> {100 * CONTENTION_WARN:.0f}%% of the CPUs meanwhile, keeping "
+                         "the least contended measurement (default 2; 0 disables)")
+    ap.add_argument("--retry-wait", type=float, default=10.0, metavar="SECONDS",
+                    help="pause before such a retry (default 10)")
     ap.add_argument("--seed", type=int, default=0, help="random seed of the inputs")
     ap.add_argument("--json", metavar="PATH", help="also write all raw timings to PATH")
     args = ap.parse_args(argv)
@@ -814,6 +826,8 @@ def parse_args(argv=None):
         args.repeat = 3 if args.quick else 7
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
+    if args.retries < 0 or args.retry_wait < 0:
+        ap.error("--retries and --retry-wait must be >= 0")
     if args.threads is not None and args.threads < 1:
         ap.error("--threads must be >= 1")
     if args.ops == "all":
@@ -872,6 +886,19 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 row = build_row(case, op, dtype, cconv, torch, rng)
                 measure_row(row, args.repeat, torch)
+                best = (row.other_cpu, row.raw, row.med, row.extra)
+                for _ in range(args.retries):
+                    if not row.contended:
+                        break
+                    # Timed while other processes competed for the CPUs: wait, time again
+                    # and keep the least contended measurement.
+                    print(f"  [busy {100 * row.other_cpu:.0f}%, retrying]", end="",
+                          file=sys.stderr, flush=True)
+                    time.sleep(args.retry_wait)
+                    measure_row(row, args.repeat, torch)
+                    if row.other_cpu is not None and row.other_cpu < best[0]:
+                        best = (row.other_cpu, row.raw, row.med, row.extra)
+                row.other_cpu, row.raw, row.med, row.extra = best
                 row.impls.clear()  # free the inputs and buffers
                 rows.append(row)
                 status = "ok" if row.ok else "SANITY CHECK FAILED"
