@@ -9,7 +9,7 @@ padded position is never chosen), average pooling pads with 0.
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
 from cconv.kernels._common cimport clamp_threads, clip_high, clip_low, valid_range
@@ -70,73 +70,79 @@ cdef inline double _divisor(const Geometry* g, const Window* w, bint count_inclu
 
 cdef inline void _max_plane(const Geometry* g, const char* src, Py_ssize_t s_h, Py_ssize_t s_w,
                             floating* out, int64_t* argmax) noexcept nogil:
-    """Max pooling of one plane, a whole output row at a time.
+    """Max pooling of one plane.
 
-    For each window offset (ky, kx), in row-major order, one pass over the
-    output row compares the pixels under that offset with the running
-    maxima, so the first maximum wins; NaN replaces a non-NaN maximum and
-    then stays (the first NaN wins). Offsets that fall in the padding are
-    skipped: padding is -inf and never chosen. argmax < 0 marks "no pixel
-    seen yet".
+    Each window is scanned in row-major order over its in-image pixels only
+    (padding is -inf and never chosen). A pixel replaces the running maximum
+    when it is greater, or when it is NaN and the maximum is not: the first
+    maximum and the first NaN win. The updates are selects without branches
+    (max and conditional moves), so random data costs no mispredictions.
     """
-    cdef Py_ssize_t oy, ox, ky, kx, iy, lo, hi
-    cdef Py_ssize_t step = g.stride_w * s_w
-    cdef int64_t k
+    cdef Py_ssize_t oy, ox, ky, kx, pool_w = g.pool_w
+    cdef Window w
     cdef floating v, best
-    cdef floating* out_row
-    cdef int64_t* arg_row
-    cdef const char* p
+    cdef int64_t k, best_k, nan_k
+    cdef const char* row
     for oy in range(g.out_h):
-        out_row = out + oy * g.out_w
-        arg_row = argmax + oy * g.out_w
         for ox in range(g.out_w):
-            arg_row[ox] = -1
-        for ky in range(g.pool_h):
-            iy = oy * g.stride_h - g.pad_h + ky
-            if iy < 0 or iy >= g.H:
-                continue
-            for kx in range(g.pool_w):
-                valid_range(kx - g.pad_w, g.stride_w, g.W, g.out_w, &lo, &hi)
-                k = ky * g.pool_w + kx
-                p = src + iy * s_h + (lo * g.stride_w + kx - g.pad_w) * s_w
-                for ox in range(lo, hi):
-                    v = (<const floating*>p)[0]
-                    best = out_row[ox]
-                    if arg_row[ox] < 0 or v > best or (v != v and best == best):
-                        out_row[ox] = v
-                        arg_row[ox] = k
-                    p += step
+            w = _window(g, oy, ox)
+            row = src + (w.iy0 + w.ky0) * s_h + (w.ix0 + w.kx0) * s_w
+            best = (<const floating*>row)[0]
+            best_k = w.ky0 * pool_w + w.kx0
+            nan_k = best_k if best != best else -1
+            for ky in range(w.ky0, w.ky1):
+                for kx in range(w.kx0, w.kx1):
+                    v = (<const floating*>(row + (ky - w.ky0) * s_h + (kx - w.kx0) * s_w))[0]
+                    k = ky * pool_w + kx
+                    # Selects the compiler turns into max/cmov instructions.
+                    best_k = k if v > best else best_k
+                    best = v if v > best else best
+                    nan_k = k if (v != v) & (nan_k < 0) else nan_k
+            if nan_k >= 0:
+                best_k = nan_k
+                best = (<const floating*>(src + (w.iy0 + nan_k // pool_w) * s_h
+                                          + (w.ix0 + nan_k % pool_w) * s_w))[0]
+            out[oy * g.out_w + ox] = best
+            argmax[oy * g.out_w + ox] = best_k
 
 
 cdef inline void _max_backward_plane(const Geometry* g, const char* dout, Py_ssize_t s_h,
                                      Py_ssize_t s_w, const char* argmax, Py_ssize_t a_h,
                                      Py_ssize_t a_w, floating* dx) noexcept nogil:
-    """Add each dout value of one plane to the pixel its argmax names."""
-    cdef Py_ssize_t oy, ox, iy, ix
+    """Add each dout value of one plane to the pixel its argmax names.
+
+    Positions that fall in the padding (or are not window positions at all)
+    route nothing.
+    """
+    cdef Py_ssize_t oy, ox, iy, ix, ky, kx
+    cdef Py_ssize_t H = g.H, W = g.W, pool_w = g.pool_w
+    cdef Py_ssize_t stride_h = g.stride_h, stride_w = g.stride_w, pad_h = g.pad_h, pad_w = g.pad_w
     cdef int64_t k, window = g.pool_h * g.pool_w
-    # Window position -> (ky, kx) without a division per element, for the
-    # usual small windows.
+    # Window position -> (ky, kx) by table for the usual small windows, so
+    # the loop has no division.
     cdef Py_ssize_t ky_of[64]
     cdef Py_ssize_t kx_of[64]
     cdef bint small = window <= 64
     if small:
         for k in range(window):
-            ky_of[k] = k // g.pool_w
-            kx_of[k] = k - ky_of[k] * g.pool_w
-    memset(dx, 0, g.H * g.W * sizeof(floating))
+            ky_of[k] = k // pool_w
+            kx_of[k] = k - ky_of[k] * pool_w
+    memset(dx, 0, H * W * sizeof(floating))
     for oy in range(g.out_h):
         for ox in range(g.out_w):
             k = (<const int64_t*>(argmax + oy * a_h + ox * a_w))[0]
-            if k < 0 or k >= window:  # not a window position: nothing to route
+            if <uint64_t>k >= <uint64_t>window:
                 continue
             if small:
-                iy = oy * g.stride_h - g.pad_h + ky_of[k]
-                ix = ox * g.stride_w - g.pad_w + kx_of[k]
+                ky = ky_of[k]
+                kx = kx_of[k]
             else:
-                iy = oy * g.stride_h - g.pad_h + k // g.pool_w
-                ix = ox * g.stride_w - g.pad_w + k % g.pool_w
-            if 0 <= iy < g.H and 0 <= ix < g.W:  # a position in the padding has no pixel
-                dx[iy * g.W + ix] += (<const floating*>(dout + oy * s_h + ox * s_w))[0]
+                ky = k // pool_w
+                kx = k - ky * pool_w
+            iy = oy * stride_h - pad_h + ky
+            ix = ox * stride_w - pad_w + kx
+            if <size_t>iy < <size_t>H and <size_t>ix < <size_t>W:
+                dx[iy * W + ix] += (<const floating*>(dout + oy * s_h + ox * s_w))[0]
 
 
 cdef inline void _avg_plane(const Geometry* g, const char* src, Py_ssize_t s_h, Py_ssize_t s_w,
@@ -349,15 +355,43 @@ cdef void _avg_pool2d_backward_nogil(const floating[:, :, :, :] dout, tuple pool
 cdef bint _argmax_in_range(const int64_t[:, :, :, :] argmax, int64_t size) noexcept nogil:
     """True when every entry of ``argmax`` is in [0, size)."""
     cdef Py_ssize_t n, c, i, j
-    cdef int64_t k
+    cdef uint64_t bad = 0
     for n in range(argmax.shape[0]):
         for c in range(argmax.shape[1]):
             for i in range(argmax.shape[2]):
                 for j in range(argmax.shape[3]):
-                    k = argmax[n, c, i, j]
-                    if k < 0 or k >= size:
-                        return False
-    return True
+                    bad |= <uint64_t>argmax[n, c, i, j] >= <uint64_t>size
+    return bad == 0
+
+
+cdef bint _flat_argmax_in_range(const int64_t[::1] argmax, int64_t size) noexcept nogil:
+    """Contiguous case of :func:`_argmax_in_range`: one vectorisable pass."""
+    cdef Py_ssize_t i
+    cdef uint64_t bad = 0
+    for i in range(argmax.shape[0]):
+        bad |= <uint64_t>argmax[i] >= <uint64_t>size
+    return bad == 0
+
+
+def _check_argmax(argmax, out_shape, window):
+    """Return ``argmax`` as int64 after checking its type, shape and values."""
+    if not isinstance(argmax, np.ndarray) or argmax.dtype.kind not in "iu":
+        kind = argmax.dtype if isinstance(argmax, np.ndarray) else type(argmax).__name__
+        raise TypeError(f"argmax must be an integer ndarray (as max_pool2d returns), got {kind}")
+    if argmax.shape != out_shape:
+        raise ValueError(f"argmax must have dout's shape {out_shape}, got {argmax.shape}")
+    argmax = argmax.astype(np.int64, copy=False)
+    cdef bint ok
+    if argmax.flags.c_contiguous:
+        ok = _flat_argmax_in_range(argmax.reshape(-1), window)
+    else:
+        ok = _argmax_in_range(argmax, window)
+    if not ok:
+        raise ValueError(
+            f"argmax values must be window positions in [0, {window}), got values "
+            f"from {argmax.min()} to {argmax.max()}"
+        )
+    return argmax
 
 
 def _pool_geometry(shape, pool_h, pool_w, stride, pad, name):
@@ -457,18 +491,7 @@ def max_pool2d_backward(dout, argmax, input_shape, pool_h, pool_w, stride=1, pad
     shape = input_shape_tuple(input_shape)
     pool, stride, pad, out_shape = _pool_geometry(shape, pool_h, pool_w, stride, pad, "input_shape")
     dout = _dout_array(dout, out_shape)
-    if not isinstance(argmax, np.ndarray) or argmax.dtype.kind not in "iu":
-        kind = argmax.dtype if isinstance(argmax, np.ndarray) else type(argmax).__name__
-        raise TypeError(f"argmax must be an integer ndarray (as max_pool2d returns), got {kind}")
-    if argmax.shape != out_shape:
-        raise ValueError(f"argmax must have dout's shape {out_shape}, got {argmax.shape}")
-    argmax = argmax.astype(np.int64, copy=False)
-    window = pool[0] * pool[1]
-    if argmax.size and not _argmax_in_range(argmax, window):
-        raise ValueError(
-            f"argmax values must be window positions in [0, {window}) for a "
-            f"{pool[0]}x{pool[1]} window, got values from {argmax.min()} to {argmax.max()}"
-        )
+    argmax = _check_argmax(argmax, out_shape, pool[0] * pool[1])
     dx = check_out(out, shape, dout.dtype, (dout, argmax))
     if dx.size == 0:
         return dx
