@@ -183,12 +183,19 @@ def test_kernel_releases_the_gil(restore_threads, rng, kernel):
         if duration >= 0.05 or 2 * x.nbytes * expansion > 2**27:
             break
         batch *= 2
+    # A kernel that held the GIL would stall this thread for the whole call
+    # on every attempt; a busy machine may stall it now and then, so one
+    # clean attempt out of three is enough.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
     try:
-        stall = _longest_stall_while(func)
+        stalls = []
+        for _ in range(3):
+            stalls.append(_longest_stall_while(func))
+            if stalls[-1] < max(0.5 * duration, 0.005):
+                break
     finally:
         sys.setswitchinterval(switch_interval)
-    assert stall < max(0.5 * duration, 0.005), (
-        f"the Python thread stalled {stall:.3f} s during a {duration:.3f} s call"
+    assert min(stalls) < max(0.5 * duration, 0.005), (
+        f"the Python thread stalled {min(stalls):.3f} s (best of 3) during a {duration:.3f} s call"
     )

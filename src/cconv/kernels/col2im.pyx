@@ -1,8 +1,9 @@
 """col2im: fold a matrix of filter windows back into (N, C, H, W) images."""
 
 from cython cimport floating
-from cython.parallel cimport prange
-from libc.string cimport memset
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
 from cconv.kernels._common cimport clamp_threads, valid_range
 from cconv.kernels._openmp cimport effective_num_threads
@@ -14,41 +15,76 @@ from cconv._validation import (
 )
 
 
-cdef inline void _col2im_channels(const char* col_n, Py_ssize_t s_row, Py_ssize_t s_col,
-                                  Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t H, Py_ssize_t W,
-                                  Py_ssize_t filter_h, Py_ssize_t filter_w,
-                                  Py_ssize_t stride_h, Py_ssize_t stride_w,
-                                  Py_ssize_t pad_h, Py_ssize_t pad_w,
-                                  Py_ssize_t out_h, Py_ssize_t out_w,
-                                  floating* img_n) noexcept nogil:
-    """Sum the windows of one image into channels c0..c1-1 of ``img_n``.
+# Each line of col is read in blocks of about this many bytes. For a
+# contiguous col and a thread that owns whole images, a block is first copied
+# into a per-thread buffer with one sequential memcpy (which streams well),
+# then summed from there.
+cdef enum:
+    BLOCK_BYTES = 256 * 1024
 
-    ``col_n`` points at the first col row of image n; strides in bytes.
-    ``img_n`` is the contiguous (C, H, W) image n. The col block of one output
-    line is read a column (c, ky, kx) at a time, as im2col writes it. Every
-    pixel sums its contributions in (oy, kx) order whatever the channel split,
-    so results do not depend on the thread count.
+
+cdef inline void _col2im_rows(const char* rows, Py_ssize_t s_row, Py_ssize_t s_col,
+                              Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t H, Py_ssize_t W,
+                              Py_ssize_t filter_h, Py_ssize_t filter_w,
+                              Py_ssize_t stride_w, Py_ssize_t pad_w, Py_ssize_t out_w,
+                              Py_ssize_t iy0, Py_ssize_t ox0, Py_ssize_t ox1,
+                              floating* img_n) noexcept nogil:
+    """Add rows ox0..ox1-1 of one output line (top row ``iy0``) into channels c0..c1-1.
+
+    ``rows`` points at row ox0; strides in bytes. ``img_n`` is the contiguous
+    (C, H, W) image. The block is read a column (c, ky, kx) at a time, the
+    order in which im2col writes it.
     """
-    cdef Py_ssize_t oy, ox, c, ky, kx, iy, lo, hi
-    cdef const char* line
+    cdef Py_ssize_t ox, c, ky, kx, iy, lo, hi
     cdef const char* src
     cdef floating* dst
+    for c in range(c0, c1):
+        for ky in range(filter_h):
+            iy = iy0 + ky
+            if iy < 0 or iy >= H:
+                continue
+            for kx in range(filter_w):
+                valid_range(kx - pad_w, stride_w, W, out_w, &lo, &hi)
+                lo = min(max(lo, ox0), ox1)
+                hi = max(min(hi, ox1), lo)
+                src = rows + (lo - ox0) * s_row + ((c * filter_h + ky) * filter_w + kx) * s_col
+                dst = img_n + (c * H + iy) * W + lo * stride_w + kx - pad_w
+                for ox in range(lo, hi):
+                    dst[0] += (<const floating*>src)[0]
+                    dst += stride_w
+                    src += s_row
+
+
+cdef inline void _col2im_image(const char* col_n, Py_ssize_t s_row, Py_ssize_t s_col,
+                               Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t C, Py_ssize_t H,
+                               Py_ssize_t W, Py_ssize_t filter_h, Py_ssize_t filter_w,
+                               Py_ssize_t stride_h, Py_ssize_t stride_w,
+                               Py_ssize_t pad_h, Py_ssize_t pad_w,
+                               Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t block_rows,
+                               floating* block, floating* img_n) noexcept nogil:
+    """Fold the col rows of one image (``col_n``) into channels c0..c1-1 of ``img_n``.
+
+    ``block`` (block_rows x K, or NULL) is the thread's buffer, used only for
+    a contiguous col. Every pixel sums its contributions in the same order
+    (line by line, block by block, column by column) whatever the channel
+    split and ``block``, so results do not depend on the thread count.
+    """
+    cdef Py_ssize_t K = C * filter_h * filter_w
+    cdef Py_ssize_t oy, ox0, ox1
+    cdef const char* rows
+    cdef bint copy = block != NULL and s_col == sizeof(floating) and s_row == K * s_col
     memset(img_n + c0 * H * W, 0, (c1 - c0) * H * W * sizeof(floating))
     for oy in range(out_h):
-        line = col_n + oy * out_w * s_row
-        for c in range(c0, c1):
-            for ky in range(filter_h):
-                iy = oy * stride_h - pad_h + ky
-                if iy < 0 or iy >= H:
-                    continue
-                for kx in range(filter_w):
-                    valid_range(kx - pad_w, stride_w, W, out_w, &lo, &hi)
-                    src = line + lo * s_row + ((c * filter_h + ky) * filter_w + kx) * s_col
-                    dst = img_n + (c * H + iy) * W + lo * stride_w + kx - pad_w
-                    for ox in range(lo, hi):
-                        dst[0] += (<const floating*>src)[0]
-                        dst += stride_w
-                        src += s_row
+        ox0 = 0
+        while ox0 < out_w:
+            ox1 = min(ox0 + block_rows, out_w)
+            rows = col_n + (oy * out_w + ox0) * s_row
+            if copy:
+                memcpy(block, rows, (ox1 - ox0) * K * sizeof(floating))
+                rows = <const char*>block
+            _col2im_rows(rows, s_row, s_col, c0, c1, H, W, filter_h, filter_w,
+                         stride_w, pad_w, out_w, oy * stride_h - pad_h, ox0, ox1, img_n)
+            ox0 = ox1
 
 
 cdef void col2im_core(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t filter_w,
@@ -66,6 +102,7 @@ cdef void col2im_core(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t 
     cdef Py_ssize_t N = img.shape[0], C = img.shape[1], H = img.shape[2], W = img.shape[3]
     cdef Py_ssize_t out_h = (H + 2 * pad_h - filter_h) // stride_h + 1
     cdef Py_ssize_t out_w = (W + 2 * pad_w - filter_w) // stride_w + 1
+    cdef Py_ssize_t K = C * filter_h * filter_w
     cdef Py_ssize_t n, task
     if N == 0 or C == 0 or H == 0 or W == 0:
         return
@@ -73,17 +110,22 @@ cdef void col2im_core(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t 
     cdef Py_ssize_t s_image = out_h * out_w * col.strides[0]
     cdef Py_ssize_t s_row = col.strides[0], s_col = col.strides[1]
     cdef floating* img_data = &img[0, 0, 0, 0]
+    cdef Py_ssize_t block_rows = max(1, min(out_w, BLOCK_BYTES // (K * sizeof(floating))))
+    cdef floating* block = NULL
     if N >= num_threads:
-        for n in prange(N, schedule="static", num_threads=clamp_threads(num_threads, N)):
-            _col2im_channels(col_data + n * s_image, s_row, s_col, 0, C, H, W,
-                             filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,
-                             out_h, out_w, img_data + n * C * H * W)
+        with parallel(num_threads=clamp_threads(num_threads, N)):
+            block = <floating*>malloc(block_rows * K * sizeof(floating))
+            for n in prange(N, schedule="static"):
+                _col2im_image(col_data + n * s_image, s_row, s_col, 0, C, C, H, W,
+                              filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,
+                              out_h, out_w, block_rows, block, img_data + n * C * H * W)
+            free(block)
     else:
         for task in prange(N * C, schedule="static", num_threads=clamp_threads(num_threads, N * C)):
             n = task // C
-            _col2im_channels(col_data + n * s_image, s_row, s_col, task - n * C, task - n * C + 1,
-                             H, W, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,
-                             out_h, out_w, img_data + n * C * H * W)
+            _col2im_image(col_data + n * s_image, s_row, s_col, task - n * C, task - n * C + 1,
+                          C, H, W, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,
+                          out_h, out_w, block_rows, NULL, img_data + n * C * H * W)
 
 
 cdef void _col2im_nogil(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t filter_w,

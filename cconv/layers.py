@@ -1,0 +1,936 @@
+"""Layers of the book's ``common/layers.py``, with convolution and pooling on the cconv kernels.
+
+Every layer has ``forward(x)`` (``forward(x, train_flg=True)`` for
+:class:`Dropout` and :class:`BatchNormalization`, ``forward(x, t)`` for
+:class:`SoftmaxWithLoss`) and ``backward(dout)``, and keeps the book's
+attribute names (``W``, ``b``, ``dW``, ``db``, ``x``, ``col``, ``col_W``,
+``arg_max``, ``mask``, ...), so a script written for the book runs unchanged.
+The layers keep the book's convention that ``backward`` uses what the most
+recent ``forward`` stored.
+
+dtypes: a float32 input stays float32 through forward and backward (and the
+gradients of float32 parameters are float32): constants are Python scalars
+and no intermediate is promoted. Mixing dtypes (a float32 input with float64
+parameters) follows NumPy's promotion. Convolution and pooling inputs follow
+the kernels' policy (float16 becomes float32, integers become float64).
+
+Memory: the kernels read their inputs through strides, so no input is copied
+to make it contiguous, and :class:`Convolution` returns its output as a
+transposed view of the matrix product, as the book does.
+
+Deviations from the book, all documented on the classes: :class:`Pooling`
+pads with -inf instead of 0 (identical for ``pad=0``, which every book
+network uses) and stores ``arg_max`` in the kernels' layout;
+:class:`Relu` does not overwrite ``dout``; :class:`SoftmaxWithLoss` scales
+its gradient by ``dout`` (the book ignores it; equal for the default 1).
+"""
+
+import numpy as np
+
+from cconv._validation import as_pair, conv_output_size
+from cconv.functions import cross_entropy_error, sigmoid, softmax
+from cconv.kernels.col2im import col2im
+from cconv.kernels.im2col import im2col
+from cconv.kernels.pooling import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
+
+__all__ = [
+    "LRN",
+    "Affine",
+    "AvgPooling",
+    "BatchNormalization",
+    "Convolution",
+    "Dropout",
+    "Pooling",
+    "Relu",
+    "Sigmoid",
+    "SoftmaxWithLoss",
+]
+
+#: Added to the variance before the square root, the book's ``10e-7``.
+BN_EPSILON = 10e-7
+
+
+def _float_dtype(dtype):
+    """The floating dtype computations on ``dtype`` use: the kernels' policy.
+
+    float32 and float16 give float32; float64, integers, bools and wider
+    floats give float64.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize <= 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _require_ndim(x, ndim, layer):
+    """Return ``x`` as an ndarray, refusing a wrong number of dimensions."""
+    x = np.asarray(x)
+    if x.ndim != ndim:
+        raise ValueError(
+            f"{layer} expects a {ndim}-D input, got {x.ndim}-D with shape {x.shape}"
+        )
+    return x
+
+
+# --------------------------------------------------------------------------
+# Convolution and pooling (cconv kernels)
+# --------------------------------------------------------------------------
+
+
+class _WeightedLayer:
+    """A layer with weights ``W`` and biases ``b``, kept by reference, and their gradients.
+
+    Keeping the caller's arrays (no copy) is what lets an optimizer's in-place
+    update of ``params['W1']`` reach the layer, as in the book.
+    """
+
+    def __init__(self, W, b):
+        self.W = W
+        self.b = b
+        self.x = None
+        self.dW = None
+        self.db = None
+
+
+class Convolution(_WeightedLayer):
+    """2-D convolution (cross-correlation) by im2col and a matrix product.
+
+    ``out[n, f] = sum_c W[f, c] * x[n, c] (windowed) + b[f]``. The windows are
+    unfolded with :func:`cconv.im2col`, multiplied by the filters with NumPy
+    (BLAS), and the gradient is folded back with :func:`cconv.col2im`.
+
+    Parameters
+    ----------
+    W : ndarray, shape (FN, C, FH, FW)
+        Filters. Kept by reference: an optimizer that updates it in place is
+        seen by the next forward.
+    b : ndarray, shape (FN,)
+        Biases, kept by reference.
+    stride : int or (int, int), default 1
+    pad : int or (int, int), default 0
+        Zero padding on each side.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The last input (a reference, not a copy).
+    col : ndarray, shape (N*out_h*out_w, C*FH*FW)
+        The unfolded last input, kept for backward.
+    col_W : ndarray, shape (C*FH*FW, FN)
+        ``W.reshape(FN, -1).T``, a view of ``W``.
+    dW, db : ndarray
+        Gradients of ``W`` and ``b`` after :meth:`backward`, shapes of ``W``
+        and ``b``.
+
+    Notes
+    -----
+    ``col`` is written into the same buffer by every forward of the same
+    shape and dtype (no new allocation per batch). It always belongs to the
+    last forward, which is the one ``backward`` differentiates, so the
+    book's forward-then-backward use is unaffected; but a reference to
+    ``layer.col`` kept by the caller is overwritten by the next forward.
+    Each layer has its own buffer, so layers never overwrite each other's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv = Convolution(np.ones((2, 1, 3, 3), np.float32), np.zeros(2, np.float32), pad=1)
+    >>> out = conv.forward(np.ones((4, 1, 5, 5), np.float32))
+    >>> out.shape, out.dtype, float(out[0, 0, 2, 2]), float(out[0, 0, 0, 0])
+    ((4, 2, 5, 5), dtype('float32'), 9.0, 4.0)
+    >>> conv.backward(np.ones_like(out)).shape
+    (4, 1, 5, 5)
+    """
+
+    def __init__(self, W, b, stride=1, pad=0):
+        super().__init__(W, b)
+        self.stride = stride
+        self.pad = pad
+        self.col = None
+        self.col_W = None
+
+    def forward(self, x):
+        """Convolve a batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, C, H, W)
+            Any strides (read in place by :func:`cconv.im2col`).
+
+        Returns
+        -------
+        out : ndarray, shape (N, FN, out_h, out_w)
+            ``out_h = (H + 2*pad_h - FH) // stride_h + 1`` (likewise
+            ``out_w``). A transposed view of a C-contiguous
+            (N, out_h, out_w, FN) array, as in the book.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not 4-D, its channels differ from ``W``'s, or the
+            filter does not fit the padded input.
+        """
+        x = _require_ndim(x, 4, "Convolution")
+        FN, C, FH, FW = self.W.shape
+        N, x_channels, H, W = x.shape
+        if x_channels != C:
+            raise ValueError(
+                f"Convolution: x has {x_channels} channels but W {self.W.shape} expects {C}"
+            )
+        out_h, out_w = conv_output_size(
+            (H, W), (FH, FW), as_pair(self.stride, "stride", 1), as_pair(self.pad, "pad", 0), "x"
+        )
+        col_shape = (N * out_h * out_w, C * FH * FW)
+        col_dtype = _float_dtype(x.dtype)
+        buffer = self.col
+        if buffer is None or buffer.shape != col_shape or buffer.dtype != col_dtype:
+            buffer = None  # im2col allocates; that array is reused from now on
+        col = im2col(x, FH, FW, self.stride, self.pad, out=buffer)
+        col_W = self.W.reshape(FN, -1).T
+
+        out = np.dot(col, col_W)
+        out += self.b
+        self.x = x
+        self.col = col
+        self.col_W = col_W
+        return out.reshape(N, out_h, out_w, FN).transpose(0, 3, 1, 2)
+
+    def backward(self, dout):
+        """Gradients of the last forward; sets ``dW`` and ``db``.
+
+        Parameters
+        ----------
+        dout : ndarray, shape (N, FN, out_h, out_w)
+
+        Returns
+        -------
+        dx : ndarray, shape (N, C, H, W), C-contiguous
+        """
+        FN, C, FH, FW = self.W.shape
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)  # a view when dout is NHWC in memory
+
+        self.db = np.sum(dout, axis=0)
+        # (dout.T @ col) is the book's (col.T @ dout).T, made directly in W's layout.
+        self.dW = np.dot(dout.T, self.col).reshape(FN, C, FH, FW)
+        dcol = np.dot(dout, self.col_W.T)
+        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+class _Pooling2d:
+    """Window geometry, the stored input and forward/backward shared by the pooling layers.
+
+    Subclasses implement ``_pool(x)`` and ``_unpool(dout)`` with the kernels.
+    """
+
+    def __init__(self, pool_h, pool_w, stride=1, pad=0):
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+
+    def _window(self):
+        return self.pool_h, self.pool_w, self.stride, self.pad
+
+    def forward(self, x):
+        """Pool each window of each channel.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, C, H, W)
+            Any strides (read in place by the kernel, not copied).
+
+        Returns
+        -------
+        out : ndarray, shape (N, C, out_h, out_w), C-contiguous, dtype of x
+            ``out_h = (H + 2*pad_h - pool_h) // stride_h + 1`` (likewise out_w).
+        """
+        out = self._pool(x)
+        self.x = x
+        return out
+
+    def backward(self, dout):
+        """Gradient of the last forward with respect to its input.
+
+        Parameters
+        ----------
+        dout : ndarray, shape (N, C, out_h, out_w)
+
+        Returns
+        -------
+        dx : ndarray, shape (N, C, H, W), C-contiguous
+        """
+        return self._unpool(dout, np.shape(self.x))
+
+
+class Pooling(_Pooling2d):
+    """Max pooling on :func:`cconv.max_pool2d` (the book's ``Pooling``).
+
+    Forward takes the maximum of each window; backward routes each ``dout``
+    value to the position of its maximum.
+
+    Parameters
+    ----------
+    pool_h, pool_w : int
+        Window height and width.
+    stride : int or (int, int), default 1
+    pad : int or (int, int), default 0
+        At most half the window.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The last input (a reference).
+    arg_max : ndarray of int64, shape (N, C, out_h, out_w)
+        Position ``ky*pool_w + kx`` of each maximum inside its window. The
+        book keeps a flat array in (n, oy, ox, c) order (this one transposed
+        to (N, out_h, out_w, C) and raveled); only ``backward`` reads it.
+
+    Notes
+    -----
+    Padding: the kernel pads with -inf, so a padded position is never the
+    maximum. The book pads with 0, which differs where a whole window's
+    real values are negative and it touches the padding (the book then
+    outputs 0). With ``pad=0``, as in every network of the book, the results
+    are identical. Ties go to the first position in the window, as
+    ``np.argmax``; NaN propagates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pool = Pooling(2, 2, stride=2)
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> pool.forward(x)
+    array([[[[ 5.,  7.],
+             [13., 15.]]]])
+    >>> pool.backward(np.ones((1, 1, 2, 2)))[0, 0]
+    array([[0., 0., 0., 0.],
+           [0., 1., 0., 1.],
+           [0., 0., 0., 0.],
+           [0., 1., 0., 1.]])
+    """
+
+    def __init__(self, pool_h, pool_w, stride=1, pad=0):
+        super().__init__(pool_h, pool_w, stride, pad)
+        self.arg_max = None
+
+    def _pool(self, x):
+        out, self.arg_max = max_pool2d(x, *self._window())
+        return out
+
+    def _unpool(self, dout, input_shape):
+        return max_pool2d_backward(dout, self.arg_max, input_shape, *self._window())
+
+
+class AvgPooling(_Pooling2d):
+    """Average pooling on :func:`cconv.avg_pool2d` (not in the book's code).
+
+    Forward takes the mean of each window; backward spreads each ``dout``
+    value evenly over its window.
+
+    Parameters
+    ----------
+    pool_h, pool_w : int
+        Window height and width.
+    stride : int or (int, int), default 1
+    pad : int or (int, int), default 0
+        Zero padding, at most half the window.
+    count_include_pad : bool, default True
+        Divide by ``pool_h*pool_w`` (True) or by the number of real pixels
+        in the window (False).
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The last input (a reference).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pool = AvgPooling(2, 2, stride=2)
+    >>> pool.forward(np.arange(16.0).reshape(1, 1, 4, 4))
+    array([[[[ 2.5,  4.5],
+             [10.5, 12.5]]]])
+    >>> pool.backward(np.full((1, 1, 2, 2), 4.0))[0, 0, 0]
+    array([1., 1., 1., 1.])
+    """
+
+    def __init__(self, pool_h, pool_w, stride=1, pad=0, count_include_pad=True):
+        super().__init__(pool_h, pool_w, stride, pad)
+        self.count_include_pad = count_include_pad
+
+    def _pool(self, x):
+        return avg_pool2d(x, *self._window(), count_include_pad=self.count_include_pad)
+
+    def _unpool(self, dout, input_shape):
+        return avg_pool2d_backward(
+            dout, input_shape, *self._window(), count_include_pad=self.count_include_pad
+        )
+
+
+# --------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------
+
+
+class Relu:
+    """Rectified linear unit, ``max(0, x)``.
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape of x
+        ``x <= 0`` of the last input.
+
+    Notes
+    -----
+    Unlike the book, :meth:`backward` returns a new array and leaves
+    ``dout`` untouched (the book zeroes it in place).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> relu = Relu()
+    >>> relu.forward(np.array([-1.0, 2.0]))
+    array([0., 2.])
+    >>> dout = np.array([5.0, 5.0])
+    >>> relu.backward(dout), dout
+    (array([0., 5.]), array([5., 5.]))
+    """
+
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x):
+        """``x`` with its non-positive entries set to 0 (NaN stays NaN).
+
+        Parameters
+        ----------
+        x : ndarray, any shape and strides
+
+        Returns
+        -------
+        out : ndarray, shape, dtype and memory order of ``x``
+        """
+        self.mask = x <= 0
+        return np.where(self.mask, 0, x)
+
+    def backward(self, dout):
+        """``dout`` where the input was positive, 0 elsewhere (a new array).
+
+        Parameters
+        ----------
+        dout : ndarray, shape of the last input
+
+        Returns
+        -------
+        dx : ndarray, shape and dtype of ``dout``
+        """
+        return np.where(self.mask, 0, dout)
+
+
+class Sigmoid:
+    """Logistic function ``1 / (1 + exp(-x))``.
+
+    Attributes
+    ----------
+    out : ndarray
+        The last output, used by backward: ``dx = dout * (1 - out) * out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = Sigmoid()
+    >>> s.forward(np.zeros(2, np.float32))
+    array([0.5, 0.5], dtype=float32)
+    >>> s.backward(np.ones(2, np.float32))
+    array([0.25, 0.25], dtype=float32)
+    """
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        """Elementwise sigmoid.
+
+        Parameters
+        ----------
+        x : ndarray, any shape
+
+        Returns
+        -------
+        out : ndarray, shape and dtype of ``x``
+        """
+        self.out = sigmoid(x)
+        return self.out
+
+    def backward(self, dout):
+        """``dout * (1 - out) * out``.
+
+        Parameters
+        ----------
+        dout : ndarray, shape of the output
+
+        Returns
+        -------
+        dx : ndarray
+        """
+        return dout * (1.0 - self.out) * self.out
+
+
+# --------------------------------------------------------------------------
+# Fully connected, loss and regularisation
+# --------------------------------------------------------------------------
+
+
+class Affine(_WeightedLayer):
+    """Fully connected layer ``x @ W + b``; a 4-D input is flattened per sample.
+
+    Parameters
+    ----------
+    W : ndarray, shape (D, M)
+        Weights, kept by reference.
+    b : ndarray, shape (M,)
+        Biases, kept by reference.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, D)
+        The last input, flattened to 2-D.
+    original_x_shape : tuple
+        Shape of the last input (e.g. (N, C, H, W)); ``backward`` returns
+        ``dx`` in this shape.
+    dW, db : ndarray
+        Gradients after :meth:`backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fc = Affine(np.ones((12, 2)), np.zeros(2))
+    >>> fc.forward(np.ones((5, 3, 2, 2))).shape
+    (5, 2)
+    >>> fc.backward(np.ones((5, 2))).shape
+    (5, 3, 2, 2)
+    """
+
+    def __init__(self, W, b):
+        super().__init__(W, b)
+        self.original_x_shape = None
+
+    def forward(self, x):
+        """``x.reshape(N, -1) @ W + b``.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, D) or (N, d1, d2, ...) with d1*d2*... = D
+
+        Returns
+        -------
+        out : ndarray, shape (N, M)
+        """
+        self.original_x_shape = x.shape
+        x = x.reshape(x.shape[0], -1)
+        self.x = x
+        out = np.dot(x, self.W)
+        out += self.b
+        return out
+
+    def backward(self, dout):
+        """Sets ``dW`` and ``db``; returns ``dx`` in the input's shape.
+
+        Parameters
+        ----------
+        dout : ndarray, shape (N, M)
+
+        Returns
+        -------
+        dx : ndarray, shape ``original_x_shape``
+        """
+        dx = np.dot(dout, self.W.T)
+        self.dW = np.dot(self.x.T, dout)
+        self.db = np.sum(dout, axis=0)
+        return dx.reshape(*self.original_x_shape)
+
+
+class SoftmaxWithLoss:
+    """Softmax followed by the cross-entropy loss, averaged over the batch.
+
+    The softmax subtracts each row's maximum (no overflow) and the loss
+    adds the book's 1e-7 inside the log (a probability of 0 gives a finite
+    loss), so the numbers are the book's.
+
+    Attributes
+    ----------
+    y : ndarray, shape of x
+        Softmax of the last input.
+    t : ndarray
+        The last labels, as given.
+    loss : numpy scalar
+        The last loss, dtype of ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = SoftmaxWithLoss()
+    >>> x = np.array([[0.0, 0.0], [0.0, 0.0]])
+    >>> float(layer.forward(x, np.array([0, 1])))  # -log(0.5 + 1e-7)
+    0.6931469805599654
+    >>> layer.backward()
+    array([[-0.25,  0.25],
+           [ 0.25, -0.25]])
+    """
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        """Loss of scores ``x`` for labels ``t``.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, D) (or (D,) for one sample)
+            Scores (logits).
+        t : ndarray
+            Labels: indices, shape (N,), or one-hot, shape of ``x``.
+
+        Returns
+        -------
+        loss : numpy scalar, dtype of ``x``
+        """
+        self.t = t
+        self.y = softmax(x)
+        self.loss = cross_entropy_error(self.y, self.t)
+        return self.loss
+
+    def backward(self, dout=1):
+        """Gradient of the loss with respect to the scores: ``(y - t) / N * dout``.
+
+        Parameters
+        ----------
+        dout : scalar, default 1
+            Gradient of the loss. The book ignores it (it always passes 1);
+            here it scales the result, which is the same for 1.
+
+        Returns
+        -------
+        dx : ndarray, shape and dtype of the last ``x``
+        """
+        y = self.y.reshape(-1, self.y.shape[-1])  # one sample -> a batch of 1
+        batch_size = y.shape[0]
+        t = np.asarray(self.t)
+        if t.size == y.size:  # one-hot
+            dx = y - t.reshape(y.shape).astype(y.dtype, copy=False)
+        else:
+            dx = y.copy()
+            dx[np.arange(batch_size), t.reshape(batch_size)] -= 1
+        dx /= batch_size
+        if not (np.isscalar(dout) and dout == 1):
+            dx *= dout
+        return dx.reshape(self.y.shape)
+
+
+class Dropout:
+    """Dropout: drop each unit with probability ``dropout_ratio`` in training.
+
+    As in the book, training multiplies by a 0/1 mask (no rescaling) and
+    testing multiplies by ``1 - dropout_ratio``.
+
+    Parameters
+    ----------
+    dropout_ratio : float, default 0.5
+    rng : numpy.random.Generator or numpy.random.RandomState, optional
+        Source of the mask, for reproducible runs. By default the mask comes
+        from ``np.random.rand`` as in the book (so ``np.random.seed``
+        applies).
+
+    Attributes
+    ----------
+    mask : ndarray of bool
+        The last training mask, True where the unit is kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> drop = Dropout(0.5, rng=np.random.default_rng(0))
+    >>> x = np.ones(6, np.float32)
+    >>> out = drop.forward(x)
+    >>> bool(np.array_equal(out, drop.mask)), out.dtype
+    (True, dtype('float32'))
+    >>> drop.forward(x, train_flg=False)
+    array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5], dtype=float32)
+    """
+
+    def __init__(self, dropout_ratio=0.5, rng=None):
+        self.dropout_ratio = dropout_ratio
+        self.rng = rng
+        self.mask = None
+
+    def forward(self, x, train_flg=True):
+        """Apply a fresh random mask (training) or the expected scale (test).
+
+        Parameters
+        ----------
+        x : ndarray, any shape
+        train_flg : bool, default True
+
+        Returns
+        -------
+        out : ndarray, shape and dtype of ``x``
+        """
+        ratio = float(self.dropout_ratio)
+        if train_flg:
+            if self.rng is None:
+                noise = np.random.rand(*x.shape)
+            else:
+                noise = self.rng.random(x.shape)
+            self.mask = noise > ratio
+            return x * self.mask
+        return x * (1.0 - ratio)
+
+    def backward(self, dout):
+        """``dout`` times the last training mask.
+
+        Parameters
+        ----------
+        dout : ndarray, shape of the last input
+
+        Returns
+        -------
+        dx : ndarray, shape and dtype of ``dout``
+        """
+        return dout * self.mask
+
+
+class BatchNormalization:
+    """Batch normalisation, exactly as the book's ``BatchNormalization``.
+
+    A 2-D input (N, D) is normalised per feature. A 4-D input (N, C, H, W)
+    is flattened to (N, C*H*W) and normalised per feature too (the book's
+    semantics: one mean and variance per (c, y, x), not per channel), so
+    ``gamma``, ``beta`` and the running statistics have C*H*W entries.
+
+    Parameters
+    ----------
+    gamma, beta : ndarray, shape (D,)
+        Scale and shift, kept by reference.
+    momentum : float, default 0.9
+        ``running = momentum * running + (1 - momentum) * batch_statistic``.
+    running_mean, running_var : ndarray, shape (D,), optional
+        Start values; by default zeros, made at the first forward in the
+        input's floating dtype (the book makes float64 zeros).
+
+    Attributes
+    ----------
+    input_shape : tuple
+        Shape of the last input.
+    batch_size : int
+    xc, xn, std : ndarray
+        Centred input, normalised input, and ``sqrt(var + 10e-7)`` of the
+        last training batch.
+    dgamma, dbeta : ndarray
+        Gradients after :meth:`backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bn = BatchNormalization(np.ones(2), np.zeros(2))
+    >>> out = bn.forward(np.array([[1.0, 10.0], [3.0, 30.0]]))
+    >>> np.round(out, 3)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> bn.running_mean
+    array([0.2, 2. ])
+    """
+
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = momentum
+        self.input_shape = None
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.batch_size = None
+        self.xc = None
+        self.xn = None
+        self.std = None
+        self.dgamma = None
+        self.dbeta = None
+
+    def forward(self, x, train_flg=True):
+        """Normalise with the batch's statistics (training) or the running ones (test).
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, D) or (N, C, H, W)
+        train_flg : bool, default True
+            Training also updates ``running_mean`` and ``running_var``.
+
+        Returns
+        -------
+        out : ndarray, shape of ``x``
+        """
+        self.input_shape = x.shape
+        if x.ndim != 2:
+            x = x.reshape(x.shape[0], -1)
+        out = self._forward(x, train_flg)
+        return out.reshape(*self.input_shape)
+
+    def _forward(self, x, train_flg):
+        dtype = _float_dtype(x.dtype)
+        if self.running_mean is None:
+            self.running_mean = np.zeros(x.shape[1], dtype=dtype)
+            self.running_var = np.zeros(x.shape[1], dtype=dtype)
+        momentum = float(self.momentum)
+        if train_flg:
+            mu = x.mean(axis=0)
+            xc = x - mu
+            var = np.mean(xc**2, axis=0)
+            std = np.sqrt(var + BN_EPSILON)
+            xn = xc / std
+
+            self.batch_size = x.shape[0]
+            self.xc = xc
+            self.xn = xn
+            self.std = std
+            self.running_mean = momentum * self.running_mean + (1 - momentum) * mu
+            self.running_var = momentum * self.running_var + (1 - momentum) * var
+        else:
+            # The running statistics are cast to the input's dtype, so that
+            # float64 statistics (e.g. given by the caller) do not upcast.
+            xc = x - np.asarray(self.running_mean, dtype=dtype)
+            xn = xc / np.sqrt(np.asarray(self.running_var, dtype=dtype) + BN_EPSILON)
+        return self.gamma * xn + self.beta
+
+    def backward(self, dout):
+        """Gradient through the last training forward; sets ``dgamma`` and ``dbeta``.
+
+        Parameters
+        ----------
+        dout : ndarray, shape of the last input
+
+        Returns
+        -------
+        dx : ndarray, shape of the last input
+        """
+        if dout.ndim != 2:
+            dout = dout.reshape(dout.shape[0], -1)
+        dx = self._backward(dout)
+        return dx.reshape(*self.input_shape)
+
+    def _backward(self, dout):
+        dbeta = dout.sum(axis=0)
+        dgamma = np.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc += (2.0 / self.batch_size) * self.xc * dvar
+        dmu = np.sum(dxc, axis=0)
+        dx = dxc - dmu / self.batch_size
+
+        self.dgamma = dgamma
+        self.dbeta = dbeta
+        return dx
+
+
+class LRN:
+    """Local response normalisation across channels, as AlexNet uses.
+
+    ``out[:, c] = x[:, c] / (k + alpha * S[:, c]) ** beta`` with
+    ``S[:, c] = sum(x[:, j]**2 for j in window(c))``, where the window holds
+    the ``n`` channels ``c - n//2, ..., c + (n-1)//2`` that exist (clipped
+    at the first and last channel). This is the formula of Krizhevsky et al.
+    (2012), whose ``alpha`` multiplies the sum itself; Caffe and PyTorch
+    divide ``alpha`` by ``n`` (pass ``alpha * n`` here for theirs).
+
+    Parameters
+    ----------
+    n : int, default 5
+        Number of channels in the window, >= 1.
+    k, alpha, beta : float, defaults 2, 1e-4, 0.75
+        AlexNet's values.
+
+    Attributes
+    ----------
+    x : ndarray
+        The last input.
+    scale : ndarray, shape of x
+        ``k + alpha * S``.
+    out : ndarray
+        The last output, ``x * scale ** -beta``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lrn = LRN(n=3, k=1.0, alpha=1.0, beta=1.0)
+    >>> lrn.forward(np.ones((1, 3, 1, 1))).ravel()  # 1/(1+2), 1/(1+3), 1/(1+2)
+    array([0.33333333, 0.25      , 0.33333333])
+    """
+
+    def __init__(self, n=5, k=2, alpha=1e-4, beta=0.75):
+        if int(n) != n or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        self.n = int(n)
+        self.k = float(k)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.x = None
+        self.scale = None
+        self.out = None
+
+    def _window_sum(self, a, reverse=False):
+        """Sum of ``a`` over each channel window (axis 1), clipped at the ends.
+
+        ``reverse`` sums over the transposed window (the channels whose
+        window holds c), which backward needs when ``n`` is even.
+        """
+        before, after = self.n // 2, (self.n - 1) // 2
+        if reverse:
+            before, after = after, before
+        s = a.copy()
+        for d in range(1, before + 1):
+            s[:, d:] += a[:, :-d]
+        for d in range(1, after + 1):
+            s[:, :-d] += a[:, d:]
+        return s
+
+    def forward(self, x):
+        """Normalise each value by the energy of its neighbouring channels.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, C, H, W) (or (N, C))
+
+        Returns
+        -------
+        out : ndarray, shape and dtype of ``x``
+        """
+        if np.ndim(x) < 2:
+            raise ValueError(f"LRN expects channels on axis 1, got shape {np.shape(x)}")
+        self.scale = self.k + self.alpha * self._window_sum(x * x)
+        self.out = x * self.scale ** -self.beta
+        self.x = x
+        return self.out
+
+    def backward(self, dout):
+        """Exact gradient of the last forward.
+
+        ``dx[c] = dout[c] * scale[c]**-beta - 2*alpha*beta * x[c] *
+        sum(dout[j] * out[j] / scale[j] for j whose window holds c)``.
+
+        Parameters
+        ----------
+        dout : ndarray, shape of the last input
+
+        Returns
+        -------
+        dx : ndarray, shape of the last input
+        """
+        through_scale = self._window_sum(dout * self.out / self.scale, reverse=True)
+        return dout * self.scale ** -self.beta - (2 * self.alpha * self.beta) * self.x * through_scale

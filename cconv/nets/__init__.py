@@ -1,0 +1,63 @@
+"""Networks of the book's chapters 7 and 8 on the cconv layers, and their parameter files.
+
+* :class:`SimpleConvNet`: ``ch07/simple_convnet.py``.
+* :class:`DeepConvNet`: ``ch08/deep_convnet.py``.
+* :class:`LeNet`: LeNet-5, sigmoid or ReLU, average or max pooling.
+* :class:`AlexNet`: conv-relu-LRN-pool blocks and a dropout classifier, for any input size.
+
+Every network takes ``dtype`` (float64, as the book, or float32) and has the
+book's ``params``, ``layers``, ``last_layer``, ``predict``, ``loss``,
+``accuracy``, ``gradient``, ``numerical_gradient``, ``save_params`` and
+``load_params``. Parameters are saved as ``.npz`` with the network's name and
+settings, so :func:`load_network` rebuilds the network from the file alone.
+"""
+
+from cconv import params_io
+from cconv.nets._base import Network
+from cconv.nets.alexnet import AlexNet
+from cconv.nets.deep_convnet import DeepConvNet
+from cconv.nets.lenet import LeNet
+from cconv.nets.simple_convnet import SimpleConvNet
+
+__all__ = ["NETWORKS", "AlexNet", "DeepConvNet", "LeNet", "Network", "SimpleConvNet", "load_network"]
+
+#: Network classes by the name ``save_params`` records.
+NETWORKS = {cls.__name__: cls for cls in (SimpleConvNet, DeepConvNet, LeNet, AlexNet)}
+
+
+def load_network(path, dtype=None):
+    """Rebuild the network saved in ``path`` by ``save_params`` and load its parameters.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npz`` file written by a cconv network's ``save_params``.
+    dtype : float32 or float64, optional
+        Build the network in this dtype (converting the parameters) instead of
+        the saved one.
+
+    Raises
+    ------
+    ValueError
+        If the file has no cconv metadata (a book ``.pkl`` or a plain ``.npz``:
+        build the network yourself and call its ``load_params``), names an
+        unknown network, or does not match the network it describes.
+    """
+    loaded, meta = params_io.read_params(path)
+    if meta is None:
+        raise ValueError(
+            f"{path}: no {params_io.META_KEY!r} entry naming the network; build the network "
+            "and call its load_params() instead"
+        )
+    name = meta.get("net")
+    if name not in NETWORKS:
+        raise ValueError(f"{path}: unknown network {name!r} (known: {sorted(NETWORKS)})")
+    config = dict(meta.get("config", {}))
+    if dtype is not None:
+        config["dtype"] = dtype
+    try:  # seed: the random initial weights are overwritten, leave np.random's state alone
+        net = NETWORKS[name](**config, seed=0)
+    except TypeError as exc:
+        raise ValueError(f"{path}: the saved settings do not fit {name}: {exc}") from exc
+    net._assign(loaded, meta, str(path), cast=dtype is not None)
+    return net

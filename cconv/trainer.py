@@ -1,0 +1,747 @@
+"""The book's training loop (``common/trainer.py``), with progress, seeds, a NaN stop and checkpoints.
+
+:class:`Trainer` takes the book's constructor arguments and fills the book's
+lists (``train_loss_list``, ``train_acc_list``, ``test_acc_list``), so a book
+script runs unchanged. On top of that:
+
+* a progress bar per epoch (steps, mean loss, images/s, ETA), see
+  :mod:`cconv._progress`;
+* ``seed``: the mini-batches are drawn from a :class:`numpy.random.Generator`
+  owned by the trainer (random choice with replacement per step, as the book
+  does with ``np.random.choice``), so two runs with one seed see the same
+  batches;
+* a check after every step: a NaN or infinite loss stops training with
+  :class:`TrainingDiverged`, and the checkpoint of the last good epoch stays
+  as it was;
+* ``checkpoint_dir``: after each epoch one ``.npz`` (no pickle) holding the
+  parameters, the optimizer state, the generator state, the iteration and
+  epoch counters, the lists and the timing history, written atomically;
+  ``resume=True`` continues from the newest one along the very trajectory an
+  uninterrupted run follows (bit-identical losses and parameters). An
+  interrupted run, Ctrl-C included, loses at most the epoch in progress.
+
+Epochs
+------
+As in the book, ``iter_per_epoch = max(train_size / mini_batch_size, 1)`` and
+``max_iter = int(epochs * iter_per_epoch)``; the accuracies of an epoch are
+measured after its *first* step (the book's ``current_iter % iter_per_epoch
+== 0``), so ``train_acc_list[0]`` is the accuracy after one step and the lists
+hold one value per epoch. Epoch boundaries are computed exactly
+(``ceil(k * train_size / mini_batch_size)``), where the book's float modulo
+skips epochs when ``train_size`` is not a multiple of ``mini_batch_size``.
+Checkpoints are written when an epoch's last step is done.
+"""
+
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from fractions import Fraction
+
+import numpy as np
+
+from cconv._atomic import atomic_save_npz, check_writable_dir, fsync_dir
+from cconv._progress import ProgressBar
+
+__all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "latest_checkpoint"]
+
+CHECKPOINT_FORMAT = "cconv.trainer.checkpoint"
+CHECKPOINT_VERSION = 1
+_CHECKPOINT_NAME = re.compile(r"^epoch-(\d+)\.npz$")
+_STALE_TEMP_NAME = re.compile(r"^\.epoch-\d+\.npz\.[0-9a-f]+\.tmp$")
+_BIT_GENERATORS = {
+    cls.__name__: cls
+    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)
+}
+# How a Python value in an optimizer's state_dict is stored and given back.
+_SCALAR_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite.
+
+    Attributes
+    ----------
+    epoch : int
+        1-based epoch of the step.
+    iteration : int
+        0-based index of the step over the whole run (``Trainer.current_iter``).
+    loss : float
+        The loss value (NaN or +-inf).
+    checkpoint : str or None
+        The newest checkpoint on disk (the last good epoch), if any.
+    """
+
+    def __init__(self, message, *, epoch, iteration, loss, checkpoint):
+        super().__init__(message)
+        self.epoch = epoch
+        self.iteration = iteration
+        self.loss = loss
+        self.checkpoint = checkpoint
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used: unreadable, or made for another run or network."""
+
+
+def _checkpoint_files(directory):
+    """``{epoch: path}`` of the checkpoints in ``directory`` (empty if it does not exist)."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    found = {}
+    for name in names:
+        match = _CHECKPOINT_NAME.match(name)
+        if match:
+            found[int(match.group(1))] = os.path.join(directory, name)
+    return found
+
+
+def latest_checkpoint(directory):
+    """Path of the newest checkpoint (highest epoch) in ``directory``, or ``None``."""
+    found = _checkpoint_files(directory)
+    return found[max(found)] if found else None
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C back until the block is done, then deliver it.
+
+    Used around checkpoint writing, so that an interrupt cannot leave the
+    completed epoch without its checkpoint. Outside the main thread (where
+    Python never raises ``KeyboardInterrupt``) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+            elif previous in (signal.SIG_DFL, None):
+                signal.raise_signal(signal.SIGINT)
+
+
+def _json_number(value):
+    """A float for JSON, ``None`` for NaN/inf (JSON has no such numbers)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class Trainer:
+    """Train a network with mini-batch gradient descent, as the book's ``Trainer``.
+
+    Parameters
+    ----------
+    network : object
+        The book's interface: ``params`` (dict of arrays shared with the
+        layers and updated in place), ``gradient(x, t)`` -> dict of arrays,
+        ``loss(x, t)``, ``accuracy(x, t)``.
+    x_train, t_train, x_test, t_test : ndarray
+        Data and labels; the first axis indexes samples.
+    epochs : int
+        Number of epochs.
+    mini_batch_size : int
+        Samples per step.
+    optimizer : str or object
+        A name from :data:`cconv.optim.OPTIMIZERS`, in any case (``"SGD"``,
+        ``"Momentum"``, ``"Nesterov"``, ``"AdaGrad"``, ``"RMSprop"``, ``"Adam"``),
+        or an optimizer object with ``update(params, grads)`` (and
+        ``state_dict()`` / ``load_state_dict(d)`` for checkpoints).
+    optimizer_param : dict, optional
+        Keyword arguments of the optimizer class; default ``{"lr": 0.01}``.
+    evaluate_sample_num_per_epoch : int, optional
+        Measure the per-epoch accuracies on the first this many samples of
+        each set (default: all).
+    verbose : bool
+        Print the epoch accuracies and the final test accuracy (stdout, as the
+        book), and show the progress bar on stderr. Without a progress bar,
+        print every step's loss, as the book.
+    seed : int or numpy.random.SeedSequence or numpy.random.Generator, optional
+        Seed of the generator that draws the mini-batches (anything
+        :func:`numpy.random.default_rng` accepts). ``None``: fresh entropy.
+        It does not seed the network's own randomness (the book's ``Dropout``
+        uses the global ``np.random``): seed that with ``np.random.seed``.
+    checkpoint_dir : str or os.PathLike, optional
+        Folder for the per-epoch checkpoints ``epoch-NNNN.npz``. Created if
+        needed; checked writable here, before any training.
+    resume : bool
+        Continue from the newest checkpoint in ``checkpoint_dir`` (loaded
+        here): parameters (copied into ``network.params`` in place), optimizer
+        state, generator state, counters, lists and history. The global
+        ``np.random`` state saved with it is restored too, so that a network
+        drawing from it (dropout) continues its sequence. Without a
+        checkpoint, training starts from the beginning.
+    progress : bool or file-like
+        ``True``: a progress bar on ``sys.stderr`` when ``verbose``;
+        ``False``: none; a stream: the bar on that stream, even when not
+        ``verbose``.
+    keep_checkpoints : int or None
+        How many of the newest checkpoints to keep (default 2); ``None``
+        keeps all.
+
+    Attributes
+    ----------
+    train_loss_list, train_acc_list, test_acc_list : list
+        As the book: one loss per step, one accuracy per epoch.
+    current_iter, current_epoch : int
+        Steps done; epochs begun.
+    iter_per_epoch : float
+        ``max(train_size / mini_batch_size, 1)``.
+    max_iter : int
+        ``int(epochs * iter_per_epoch)``, computed exactly.
+    num_epochs : int
+        Epochs (begun or not) in ``max_iter`` steps.
+    history : list of dict
+        One entry per completed epoch: ``epoch``, ``iterations`` (steps in
+        it), ``end_iteration``, ``seconds`` (wall time of steps and
+        evaluation), ``train_seconds`` (steps only), ``eval_seconds``,
+        ``images_per_sec`` (images / ``train_seconds``), ``loss`` (mean of
+        its steps), ``train_acc``/``test_acc`` (the epoch's entries).
+    final_test_acc : float or None
+        Accuracy on the whole test set after :meth:`train`.
+    checkpoint_path : str or None
+        The newest checkpoint written or loaded.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent data, a bad size, or an unknown optimizer name.
+    OSError
+        When ``checkpoint_dir`` cannot be created or written.
+    CheckpointError
+        When ``checkpoint_dir`` holds checkpoints and ``resume`` is false (a
+        new run would mix its files with an old one), or when the checkpoint
+        to resume from does not fit this network, data or optimizer.
+    """
+
+    def __init__(
+        self,
+        network,
+        x_train,
+        t_train,
+        x_test,
+        t_test,
+        epochs=20,
+        mini_batch_size=100,
+        optimizer="SGD",
+        optimizer_param=None,
+        evaluate_sample_num_per_epoch=None,
+        verbose=True,
+        *,
+        seed=None,
+        checkpoint_dir=None,
+        resume=False,
+        progress=True,
+        keep_checkpoints=2,
+    ):
+        self.network = network
+        self.verbose = verbose
+        self.x_train = x_train
+        self.t_train = t_train
+        self.x_test = x_test
+        self.t_test = t_test
+        self.epochs = epochs
+        self.batch_size = mini_batch_size
+        self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
+        self._check_arguments()
+
+        self.optimizer = self._make_optimizer(optimizer, optimizer_param)
+        self._rng = np.random.default_rng(seed)
+
+        self.train_size = x_train.shape[0]
+        self.iter_per_epoch = max(self.train_size / mini_batch_size, 1)
+        # Exact epoch arithmetic: iter_per_epoch = num / den.
+        if self.train_size >= mini_batch_size:
+            self._epoch_num, self._epoch_den = self.train_size, mini_batch_size
+        else:
+            self._epoch_num, self._epoch_den = 1, 1
+        self.max_iter = int(Fraction(epochs) * Fraction(self._epoch_num, self._epoch_den))
+        self.num_epochs = self._epoch_of(self.max_iter - 1) + 1 if self.max_iter > 0 else 0
+        self.current_iter = 0
+        self.current_epoch = 0
+
+        self.train_loss_list = []
+        self.train_acc_list = []
+        self.test_acc_list = []
+        self.history = []
+        self.final_test_acc = None
+
+        if progress is True:
+            self._progress_stream = sys.stderr if verbose else None
+        elif progress is False or progress is None:
+            self._progress_stream = None
+        else:
+            self._progress_stream = progress
+        self._bar = None
+        self._eval_seconds = 0.0
+
+        if keep_checkpoints is not None and keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints: expected an int >= 1 or None, got {keep_checkpoints!r}")
+        self.keep_checkpoints = keep_checkpoints
+        self.checkpoint_dir = None
+        self.checkpoint_path = None
+        self._checkpoint_iteration = None
+        self._checkpoint_epoch = None
+        if checkpoint_dir is None:
+            if resume:
+                raise ValueError("resume=True needs a checkpoint_dir to resume from")
+        else:
+            self._prepare_checkpoint_dir(checkpoint_dir, resume)
+
+    # -- set-up ------------------------------------------------------------
+
+    def _check_arguments(self):
+        for name in ("x_train", "t_train", "x_test", "t_test"):
+            if np.ndim(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected an array with a sample axis, got {getattr(self, name)!r}")
+        for x_name, t_name in (("x_train", "t_train"), ("x_test", "t_test")):
+            n_x, n_t = len(getattr(self, x_name)), len(getattr(self, t_name))
+            if n_x != n_t:
+                raise ValueError(f"{x_name} has {n_x} samples but {t_name} has {n_t}")
+        if len(self.x_train) == 0:
+            raise ValueError("x_train: expected at least one sample, got none")
+        batch = self.batch_size
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ValueError(f"mini_batch_size: expected an int >= 1, got {self.batch_size!r}")
+        try:
+            valid_epochs = math.isfinite(self.epochs) and self.epochs >= 0
+        except TypeError:
+            valid_epochs = False
+        if not valid_epochs:
+            raise ValueError(f"epochs: expected a number >= 0, got {self.epochs!r}")
+        n_eval = self.evaluate_sample_num_per_epoch
+        if n_eval is not None and (not isinstance(n_eval, (int, np.integer)) or n_eval < 1):
+            raise ValueError(f"evaluate_sample_num_per_epoch: expected None or an int >= 1, got {n_eval!r}")
+
+    @staticmethod
+    def _make_optimizer(optimizer, optimizer_param):
+        if not isinstance(optimizer, str):
+            if not callable(getattr(optimizer, "update", None)):
+                raise ValueError(
+                    f"optimizer: expected a name or an object with update(params, grads), got {optimizer!r}"
+                )
+            if optimizer_param:
+                raise ValueError("optimizer_param applies to an optimizer given by name, not to an optimizer object")
+            return optimizer
+        from cconv.optim import OPTIMIZERS
+
+        try:
+            cls = OPTIMIZERS[optimizer.lower()]
+        except KeyError:
+            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} (any case), got {optimizer!r}") from None
+        return cls(**({"lr": 0.01} if optimizer_param is None else optimizer_param))
+
+    def _prepare_checkpoint_dir(self, checkpoint_dir, resume):
+        if not callable(getattr(self.optimizer, "state_dict", None)) or not callable(
+            getattr(self.optimizer, "load_state_dict", None)
+        ):
+            raise ValueError(
+                f"checkpoint_dir: the optimizer {type(self.optimizer).__name__} has no "
+                "state_dict()/load_state_dict(), so its state cannot be checkpointed"
+            )
+        self.checkpoint_dir = check_writable_dir(checkpoint_dir, "checkpoint_dir")
+        self._remove_stale_temp_files()
+        path = latest_checkpoint(self.checkpoint_dir)
+        if path is None:
+            if resume:
+                self._say(f"no checkpoint in {self.checkpoint_dir}: training starts from the beginning")
+        elif resume:
+            self.load_checkpoint(path)
+            self._say(
+                f"resumed from {path}: epoch {self.current_epoch}, "
+                f"iteration {self.current_iter} of {self.max_iter}"
+            )
+        else:
+            raise CheckpointError(
+                f"checkpoint_dir {self.checkpoint_dir!r} already holds checkpoints of a run "
+                f"(newest: {os.path.basename(path)}): pass resume=True to continue it, "
+                "or use an empty folder for a new run"
+            )
+
+    def _remove_stale_temp_files(self):
+        """Delete temporary checkpoint files left by a process killed while writing."""
+        for name in os.listdir(self.checkpoint_dir):
+            if _STALE_TEMP_NAME.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.checkpoint_dir, name))
+
+    # -- epochs ------------------------------------------------------------
+
+    def _epoch_of(self, iteration):
+        """0-based epoch of a 0-based iteration: ``floor(iteration / iter_per_epoch)``."""
+        return iteration * self._epoch_den // self._epoch_num
+
+    def _epoch_start(self, epoch):
+        """First iteration of a 0-based epoch: ``ceil(epoch * iter_per_epoch)``."""
+        return -(-epoch * self._epoch_num // self._epoch_den)
+
+    # -- training ----------------------------------------------------------
+
+    def train_step(self):
+        """One step on a random mini-batch (with replacement), as the book.
+
+        Draws the batch from the trainer's generator, computes the gradient,
+        updates the parameters, appends the loss to ``train_loss_list``, and
+        on the first step of an epoch measures the accuracies. Returns the
+        loss.
+
+        Raises
+        ------
+        TrainingDiverged
+            If the loss is NaN or infinite.
+        """
+        iteration = self.current_iter
+        batch_mask = self._rng.choice(self.train_size, self.batch_size)
+        x_batch = self.x_train[batch_mask]
+        t_batch = self.t_train[batch_mask]
+
+        grads = self.network.gradient(x_batch, t_batch)
+        self.optimizer.update(self.network.params, grads)
+
+        loss = self.network.loss(x_batch, t_batch)
+        self.train_loss_list.append(loss)
+        if not math.isfinite(float(loss)):
+            self._diverged(loss, iteration)
+        if self.verbose and (self._bar is None or not self._bar.enabled):
+            print("train loss:" + str(loss))
+
+        if iteration == self._epoch_start(self._epoch_of(iteration)):
+            self.current_epoch += 1
+            self._evaluate()
+        self.current_iter += 1
+        return loss
+
+    def _evaluate(self):
+        start = time.perf_counter()
+        with self._bar.paused() if self._bar is not None else contextlib.nullcontext():
+            x_train, t_train = self.x_train, self.t_train
+            x_test, t_test = self.x_test, self.t_test
+            n = self.evaluate_sample_num_per_epoch
+            if n is not None:
+                x_train, t_train = x_train[:n], t_train[:n]
+                x_test, t_test = x_test[:n], t_test[:n]
+            train_acc = self.network.accuracy(x_train, t_train)
+            test_acc = self.network.accuracy(x_test, t_test)
+            self.train_acc_list.append(train_acc)
+            self.test_acc_list.append(test_acc)
+            if self.verbose:
+                self._say(
+                    "=== epoch:" + str(self.current_epoch) + ", train acc:" + str(train_acc)
+                    + ", test acc:" + str(test_acc) + " ==="
+                )
+        self._eval_seconds += time.perf_counter() - start
+
+    def _diverged(self, loss, iteration):
+        epoch = self._epoch_of(iteration) + 1
+        in_epoch = iteration - self._epoch_start(epoch - 1) + 1
+        checkpoint = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
+        if checkpoint:
+            where = f"the last good checkpoint is {checkpoint} (resume=True continues from it)"
+        else:
+            where = "no checkpoint was written (pass checkpoint_dir= to keep one per epoch)"
+        raise TrainingDiverged(
+            f"training diverged: the loss is {float(loss)} at epoch {epoch}, iteration "
+            f"{in_epoch} of the epoch (step {iteration + 1} of {self.max_iter}); the parameters "
+            f"are no longer usable; {where}. Try a lower learning rate.",
+            epoch=epoch,
+            iteration=iteration,
+            loss=float(loss),
+            checkpoint=checkpoint,
+        )
+
+    def train(self):
+        """Run the remaining steps, epoch by epoch, then print the final test accuracy.
+
+        After each epoch a checkpoint is written (with ``checkpoint_dir``).
+        On ``KeyboardInterrupt`` the epoch in progress is dropped: the
+        checkpoint of the last completed epoch is on disk, and the interrupt
+        is raised again.
+        """
+        while self.current_iter < self.max_iter:
+            self._run_epoch()
+        self.final_test_acc = self.network.accuracy(self.x_test, self.t_test)
+        if self.verbose:
+            print("=============== Final Test Accuracy ===============")
+            print("test acc:" + str(self.final_test_acc))
+
+    def _run_epoch(self):
+        epoch_index = self._epoch_of(self.current_iter)
+        end = min(self._epoch_start(epoch_index + 1), self.max_iter)
+        steps = end - self.current_iter
+        first_loss = len(self.train_loss_list)
+        self._bar = ProgressBar(
+            steps,
+            label=f"epoch {epoch_index + 1}/{self.num_epochs}",
+            stream=self._progress_stream,
+            enabled=self._progress_stream is not None,
+        )
+        self._eval_seconds = 0.0
+        start = time.perf_counter()
+        try:
+            with self._bar:
+                while self.current_iter < end:
+                    loss = self.train_step()
+                    self._bar.update(items=self.batch_size, loss=loss)
+            with _sigint_deferred():
+                self._finish_epoch(steps, first_loss, start)
+        except KeyboardInterrupt:
+            completed = self.current_iter == end
+            if completed:
+                # Ctrl-C came after the last step but before the deferred block:
+                # the state is still the end of the epoch, so record it now.
+                with _sigint_deferred():
+                    self._finish_epoch(steps, first_loss, start)
+            self._report_interrupt(epoch_index + 1, completed)
+            raise
+        finally:
+            self._bar = None
+
+    def _finish_epoch(self, steps, first_loss, start):
+        """Record the completed epoch in ``history`` and write its checkpoint (each once)."""
+        if not self.history or self.history[-1]["end_iteration"] != self.current_iter:
+            seconds = time.perf_counter() - start
+            train_seconds = seconds - self._eval_seconds
+            losses = self.train_loss_list[first_loss:]
+            self.history.append({
+                "epoch": self.current_epoch,
+                "iterations": steps,
+                "end_iteration": self.current_iter,
+                "seconds": seconds,
+                "train_seconds": train_seconds,
+                "eval_seconds": self._eval_seconds,
+                "images_per_sec": steps * self.batch_size / max(train_seconds, 1e-12),
+                "loss": _json_number(np.mean(losses)) if losses else None,
+                "train_acc": _json_number(self.train_acc_list[-1]) if self.train_acc_list else None,
+                "test_acc": _json_number(self.test_acc_list[-1]) if self.test_acc_list else None,
+            })
+        if self.checkpoint_dir is not None and self._checkpoint_iteration != self.current_iter:
+            self.save_checkpoint()
+
+    def _report_interrupt(self, epoch, completed):
+        if not self.verbose:
+            return
+        state = "after the end of" if completed else "during"
+        if self.checkpoint_path:
+            where = (
+                f"checkpoint on disk: {self.checkpoint_path} (epoch {self._checkpoint_epoch}, "
+                f"iteration {self._checkpoint_iteration}); resume=True continues from it"
+            )
+        else:
+            where = "no checkpoint on disk"
+        print(f"interrupted {state} epoch {epoch}: {where}", file=sys.stderr, flush=True)
+
+    def _say(self, message):
+        """Print a line to stdout (when verbose) without breaking the progress bar."""
+        if not self.verbose:
+            return
+        if self._bar is not None:
+            self._bar.clear()
+        print(message, flush=True)
+
+    # -- results -----------------------------------------------------------
+
+    def metrics(self):
+        """A JSON-ready summary: the lists, the per-epoch history and the final accuracy.
+
+        NaN and infinite values become ``None``.
+        """
+        return {
+            "train_loss_list": [_json_number(v) for v in self.train_loss_list],
+            "train_acc_list": [_json_number(v) for v in self.train_acc_list],
+            "test_acc_list": [_json_number(v) for v in self.test_acc_list],
+            "history": [dict(entry) for entry in self.history],
+            "final_test_acc": None if self.final_test_acc is None else _json_number(self.final_test_acc),
+            "iterations": self.current_iter,
+            "epochs": self.current_epoch,
+            "max_iter": self.max_iter,
+            "mini_batch_size": int(self.batch_size),
+            "optimizer": type(self.optimizer).__name__,
+        }
+
+    # -- checkpoints -------------------------------------------------------
+
+    def _checkpoint_arrays(self):
+        arrays = {}
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "train_size": int(self.train_size),
+            "mini_batch_size": int(self.batch_size),
+            "epochs": float(self.epochs),
+            "max_iter": self.max_iter,
+            "optimizer": type(self.optimizer).__name__,
+            "network": type(self.network).__name__,
+            "history": self.history,
+            "optimizer_kinds": {},
+        }
+        for key, value in self.network.params.items():
+            arrays[f"params/{key}"] = np.asarray(value)
+        for key, value in self.optimizer.state_dict().items():
+            if isinstance(value, np.ndarray):
+                kind = "ndarray"
+            elif isinstance(value, np.generic):
+                kind = "numpy"
+            elif type(value).__name__ in _SCALAR_KINDS:
+                kind = type(value).__name__
+            elif value is None:
+                kind, value = "none", 0
+            else:
+                raise TypeError(
+                    f"optimizer state {key!r} is a {type(value).__name__}; a checkpoint holds "
+                    "numpy arrays, ints, floats, bools, strings and None only"
+                )
+            meta["optimizer_kinds"][key] = kind
+            arrays[f"optimizer/{key}"] = np.asarray(value)
+        legacy = np.random.get_state()
+        if isinstance(legacy, tuple) and legacy[0] == "MT19937":
+            arrays["legacy_rng/keys"] = legacy[1]
+            meta["legacy_rng"] = {
+                "pos": int(legacy[2]), "has_gauss": int(legacy[3]), "cached_gaussian": float(legacy[4])
+            }
+        arrays["meta"] = np.array(json.dumps(meta))
+        arrays["rng_state"] = np.array(json.dumps(self._rng.bit_generator.state))
+        arrays["current_iter"] = np.array(self.current_iter, dtype=np.int64)
+        arrays["current_epoch"] = np.array(self.current_epoch, dtype=np.int64)
+        for name in ("train_loss_list", "train_acc_list", "test_acc_list"):
+            values = getattr(self, name)
+            arrays[name] = np.asarray(values) if values else np.zeros(0)
+        return arrays
+
+    def save_checkpoint(self, path=None):
+        """Write the training state atomically to ``path`` (default: the epoch's file in ``checkpoint_dir``).
+
+        Older checkpoints beyond ``keep_checkpoints`` are then removed. Returns
+        the path.
+        """
+        default = path is None
+        if default:
+            if self.checkpoint_dir is None:
+                raise ValueError("save_checkpoint: no path given and no checkpoint_dir set")
+            path = os.path.join(self.checkpoint_dir, f"epoch-{self.current_epoch:04d}.npz")
+        path = os.path.abspath(os.fspath(path))
+        atomic_save_npz(path, self._checkpoint_arrays())
+        self.checkpoint_path = path
+        self._checkpoint_iteration = self.current_iter
+        self._checkpoint_epoch = self.current_epoch
+        if default:
+            self._prune_checkpoints()
+        return path
+
+    def _prune_checkpoints(self):
+        if self.keep_checkpoints is None:
+            return
+        found = _checkpoint_files(self.checkpoint_dir)
+        removed = False
+        for epoch in sorted(found)[: -self.keep_checkpoints]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(found[epoch])
+                removed = True
+        if removed:
+            fsync_dir(self.checkpoint_dir)
+
+    def load_checkpoint(self, path):
+        """Restore the training state from a checkpoint written by :meth:`save_checkpoint`.
+
+        Everything is checked before anything changes: the parameters must
+        have this network's keys, shapes and dtypes, and the checkpoint must
+        come from a run with this training-set size, mini-batch size and
+        optimizer class. Parameters are copied into ``network.params`` in
+        place (the layers keep sharing them).
+
+        Raises
+        ------
+        CheckpointError
+            If the file cannot be read or does not fit.
+        """
+        path = os.path.abspath(os.fspath(path))
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+            meta = json.loads(str(arrays.pop("meta")))
+            rng_state = json.loads(str(arrays.pop("rng_state")))
+            if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+                raise ValueError(
+                    f"not a cconv trainer checkpoint of version {CHECKPOINT_VERSION} "
+                    f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
+                )
+            needed = {"current_iter", "current_epoch", "train_loss_list", "train_acc_list", "test_acc_list"}
+            needed |= {f"optimizer/{key}" for key in meta["optimizer_kinds"]}
+            if needed - set(arrays):
+                raise KeyError(f"missing entries {sorted(needed - set(arrays))}")
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise CheckpointError(
+                f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
+                "delete it to resume from the one before"
+            ) from exc
+
+        problems = []
+        for what, saved, current in (
+            ("training-set size", meta["train_size"], int(self.train_size)),
+            ("mini_batch_size", meta["mini_batch_size"], int(self.batch_size)),
+            ("optimizer", meta["optimizer"], type(self.optimizer).__name__),
+        ):
+            if saved != current:
+                problems.append(f"{what} {saved!r} in the checkpoint, {current!r} here")
+        saved_params = {k.partition("/")[2]: v for k, v in arrays.items() if k.startswith("params/")}
+        params = self.network.params
+        for key in sorted(set(saved_params) - set(params)):
+            problems.append(f"parameter {key!r} is in the checkpoint but not in the network")
+        for key in sorted(set(params) - set(saved_params)):
+            problems.append(f"parameter {key!r} of the network is missing from the checkpoint")
+        for key in sorted(set(params) & set(saved_params)):
+            have, got = np.asarray(params[key]), saved_params[key]
+            if have.shape != got.shape or have.dtype != got.dtype:
+                problems.append(
+                    f"parameter {key!r}: the network has shape {have.shape} {have.dtype}, "
+                    f"the checkpoint {got.shape} {got.dtype}"
+                )
+        rng_class = _BIT_GENERATORS.get(rng_state.get("bit_generator") if isinstance(rng_state, dict) else None)
+        if rng_class is None:
+            problems.append("the generator state names no known numpy bit generator")
+        if problems:
+            raise CheckpointError(f"checkpoint {path} does not fit this training run: " + "; ".join(problems))
+
+        optimizer_state = {}
+        for key, kind in meta["optimizer_kinds"].items():
+            value = arrays[f"optimizer/{key}"]
+            if kind == "ndarray":
+                optimizer_state[key] = value
+            elif kind == "numpy":
+                optimizer_state[key] = value[()]
+            elif kind == "none":
+                optimizer_state[key] = None
+            else:
+                optimizer_state[key] = _SCALAR_KINDS[kind](value[()])
+        self.optimizer.load_state_dict(optimizer_state)
+        for key, value in saved_params.items():
+            params[key][...] = value
+        rng = np.random.Generator(rng_class())
+        rng.bit_generator.state = rng_state
+        self._rng = rng
+        if "legacy_rng" in meta:
+            legacy = meta["legacy_rng"]
+            np.random.set_state(
+                ("MT19937", arrays["legacy_rng/keys"], legacy["pos"], legacy["has_gauss"], legacy["cached_gaussian"])
+            )
+        self.current_iter = int(arrays["current_iter"])
+        self.current_epoch = int(arrays["current_epoch"])
+        # list(array) gives numpy scalars, as the lists of a running trainer hold
+        self.train_loss_list = list(arrays["train_loss_list"])
+        self.train_acc_list = list(arrays["train_acc_list"])
+        self.test_acc_list = list(arrays["test_acc_list"])
+        self.history = [dict(entry) for entry in meta["history"]]
+        self.checkpoint_path = path
+        self._checkpoint_iteration = self.current_iter
+        self._checkpoint_epoch = self.current_epoch

@@ -1,0 +1,205 @@
+"""Helpers for the network tests: gradient checks, the shared data, the book's forward pass.
+
+* :func:`check_gradients`: backprop against central differences, per parameter.
+* :func:`shared_data` / :data:`requires_shared_data`: the read-only ``../shared/data``
+  folder (or ``$CCONV_SHARED_DATA``), with the MNIST test set and the book's
+  trained parameters; tests that need it skip with the reason when it is absent.
+* :func:`load_mnist_test`: a tiny IDX reader, normalised as the book's
+  ``load_mnist(normalize=True, flatten=False)``.
+* :func:`book_simple_convnet_predict` / :func:`book_deep_convnet_predict`: the
+  book's forward passes in plain NumPy (its im2col, matmul, relu, pooling by
+  im2col and max), float64, independent of the cconv layers.
+"""
+
+import functools
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import reference as ref
+
+#: Relative error allowed between backprop and numerical gradients (float64).
+GRAD_RTOL = 1e-6
+
+
+# --------------------------------------------------------------------------
+# Gradient checks
+# --------------------------------------------------------------------------
+
+
+def relative_error(a, b):
+    """``max|a - b| / max(|a| + |b|)`` over the array (0 for two zero arrays)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = np.max(np.abs(a) + np.abs(b))
+    return float(np.max(np.abs(a - b)) / max(scale, 1e-300))
+
+
+def check_gradients(net, x, t, rtol=GRAD_RTOL):
+    """Assert ``net.gradient`` matches ``net.numerical_gradient`` for every parameter."""
+    backprop = net.gradient(x, t)
+    numerical = net.numerical_gradient(x, t)
+    assert set(backprop) == set(net.params) == set(numerical)
+    errors = {key: relative_error(backprop[key], numerical[key]) for key in net.params}
+    for key, value in backprop.items():
+        assert value.shape == net.params[key].shape, key
+        assert np.max(np.abs(value)) > 0, f"{key}: zero gradient, the check proves nothing"
+    bad = {key: err for key, err in errors.items() if not err < rtol}
+    assert not bad, f"relative errors above {rtol}: {bad}"
+    return errors
+
+
+class FixedNoise:
+    """A stand-in for a Dropout layer's ``rng``: the same noise for every call of a shape.
+
+    Lets a network with dropout in training mode give the same loss on every
+    evaluation, as a numerical gradient needs.
+    """
+
+    def __init__(self, seed):
+        self._rng = np.random.default_rng(seed)
+        self._noise = {}
+
+    def random(self, shape):
+        shape = tuple(shape)
+        if shape not in self._noise:
+            self._noise[shape] = self._rng.random(shape)
+        return self._noise[shape]
+
+
+def fix_dropout_masks(net, seed=0):
+    """Give every Dropout layer of ``net`` a :class:`FixedNoise`; return how many there are."""
+    from cconv.layers import Dropout
+
+    layers = net.layers.values() if isinstance(net.layers, dict) else net.layers
+    drops = [layer for layer in layers if isinstance(layer, Dropout)]
+    for i, layer in enumerate(drops):
+        layer.rng = FixedNoise(seed + i)
+    return len(drops)
+
+
+# --------------------------------------------------------------------------
+# Shared data
+# --------------------------------------------------------------------------
+
+
+def shared_data():
+    """``$CCONV_SHARED_DATA`` or ``<repo>/../shared/data`` (a Path; may not exist)."""
+    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+    return Path(os.environ.get("CCONV_SHARED_DATA", default))
+
+
+def book_params_path(name):
+    return shared_data() / "book-params" / f"{name}_params.pkl"
+
+
+requires_shared_data = pytest.mark.skipif(
+    not (shared_data() / "mnist-test").is_dir() or not (shared_data() / "book-params").is_dir(),
+    reason=f"shared data not found at {shared_data()} (set CCONV_SHARED_DATA to the folder "
+    "holding mnist-test/ and book-params/)",
+)
+
+
+def read_idx(path):
+    """Read a gzip IDX file: magic 2049 (labels, 1-D) or 2051 (images, 3-D), big-endian dims."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[:4], "big")
+    ndim = {2049: 1, 2051: 3}.get(magic)
+    if ndim is None:
+        raise ValueError(f"{path}: unexpected IDX magic {magic}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    offset = 4 + 4 * ndim
+    array = np.frombuffer(data, dtype=np.uint8, offset=offset)
+    if array.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: {array.size} values for dims {dims}")
+    return array.reshape(dims)
+
+
+@functools.lru_cache(maxsize=1)
+def load_mnist_test():
+    """The 10,000 MNIST test images as the book loads them, and their labels.
+
+    Returns ``x`` float32 ``(10000, 1, 28, 28)`` in [0, 1] (``uint8 -> float32``,
+    then ``/= 255.0``, as ``load_mnist(normalize=True, flatten=False)``) and
+    ``t`` int64 ``(10000,)``. Read-only arrays, cached.
+    """
+    folder = shared_data() / "mnist-test"
+    images = read_idx(folder / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
+    x = images.astype(np.float32)
+    x /= 255.0
+    x = x.reshape(-1, 1, 28, 28)
+    t = labels.astype(np.int64)
+    x.flags.writeable = False
+    t.flags.writeable = False
+    return x, t
+
+
+# --------------------------------------------------------------------------
+# The book's forward pass in plain NumPy (float64)
+# --------------------------------------------------------------------------
+
+
+def book_conv(x, w, b, stride=1, pad=0):
+    fn, _, fh, fw = w.shape
+    n, _, h, wd = x.shape
+    out_h = 1 + (h + 2 * pad - fh) // stride
+    out_w = 1 + (wd + 2 * pad - fw) // stride
+    col = ref.im2col(x, fh, fw, stride, pad)
+    out = np.dot(col, w.reshape(fn, -1).T) + b
+    return out.reshape(n, out_h, out_w, -1).transpose(0, 3, 1, 2)
+
+
+def book_max_pool(x, size=2, stride=2):
+    n, c, h, w = x.shape
+    out_h = 1 + (h - size) // stride
+    out_w = 1 + (w - size) // stride
+    col = ref.im2col(x, size, size, stride, 0).reshape(-1, size * size)
+    return np.max(col, axis=1).reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2)
+
+
+def book_relu(x):
+    return np.maximum(x, 0)
+
+
+def book_affine(x, w, b):
+    return np.dot(x.reshape(x.shape[0], -1), w) + b
+
+
+def book_simple_convnet_scores(x, p):
+    """The book's SimpleConvNet.predict (conv 5x5 - relu - pool - affine - relu - affine)."""
+    h = book_max_pool(book_relu(book_conv(x, p["W1"], p["b1"])))
+    return book_affine(book_relu(book_affine(h, p["W2"], p["b2"])), p["W3"], p["b3"])
+
+
+#: The book's DeepConvNet conv pads.
+DEEP_PADS = (1, 1, 1, 2, 1, 1)
+
+
+def book_deep_convnet_scores(x, p):
+    """The book's DeepConvNet.predict(train_flg=False): dropout scales by 0.5 at test time."""
+    h = x
+    for i, pad in enumerate(DEEP_PADS, start=1):
+        h = book_relu(book_conv(h, p[f"W{i}"], p[f"b{i}"], 1, pad))
+        if i % 2 == 0:
+            h = book_max_pool(h)
+    h = book_relu(book_affine(h, p["W7"], p["b7"])) * 0.5
+    return book_affine(h, p["W8"], p["b8"]) * 0.5
+
+
+def book_predictions(scores_fn, x, params, batch_size=500):
+    """Argmax predictions of ``scores_fn`` over ``x`` in float64 batches."""
+    out = [
+        np.argmax(scores_fn(np.asarray(x[i : i + batch_size], dtype=np.float64), params), axis=1)
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def net_predictions(net, x, batch_size=500):
+    """Argmax predictions of ``net.predict`` over ``x`` in batches."""
+    out = [np.argmax(net.predict(x[i : i + batch_size]), axis=1) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out)
