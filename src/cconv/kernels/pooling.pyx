@@ -176,23 +176,47 @@ cdef inline void _avg_plane(const Geometry* g, const char* src, Py_ssize_t s_h, 
             out_row[ox] = <floating>(out_row[ox] / _divisor(g, &w, count_include_pad))
 
 
+cdef enum:
+    # Output positions whose gradient shares are computed at a time (on the stack).
+    SHARE_CHUNK = 256
+
+
 cdef inline void _avg_backward_plane(const Geometry* g, const char* dout, Py_ssize_t s_h,
                                      Py_ssize_t s_w, bint count_include_pad,
                                      floating* dx) noexcept nogil:
-    cdef Py_ssize_t oy, ox, ky, kx
+    """Spread the dout values of one plane over their windows.
+
+    For a stretch of an output row, the shares (dout / divisor) are computed
+    once; then, for each window offset (ky, kx), one pass adds them to the
+    pixels under that offset.
+    """
+    cdef floating share[SHARE_CHUNK]
+    cdef Py_ssize_t oy, ox, ox0, ox1, ky, kx, iy, lo, hi
+    cdef Py_ssize_t W = g.W, stride_w = g.stride_w, pad_w = g.pad_w
     cdef Window w
-    cdef floating share
-    cdef floating* row
-    memset(dx, 0, g.H * g.W * sizeof(floating))
+    cdef floating* d
+    memset(dx, 0, g.H * W * sizeof(floating))
     for oy in range(g.out_h):
-        for ox in range(g.out_w):
-            w = _window(g, oy, ox)
-            share = <floating>((<const floating*>(dout + oy * s_h + ox * s_w))[0]
-                               / _divisor(g, &w, count_include_pad))
-            for ky in range(w.ky0, w.ky1):
-                row = dx + (w.iy0 + ky) * g.W + w.ix0
-                for kx in range(w.kx0, w.kx1):
-                    row[kx] += share
+        ox0 = 0
+        while ox0 < g.out_w:
+            ox1 = min(ox0 + SHARE_CHUNK, g.out_w)
+            for ox in range(ox0, ox1):
+                w = _window(g, oy, ox)
+                share[ox - ox0] = <floating>((<const floating*>(dout + oy * s_h + ox * s_w))[0]
+                                             / _divisor(g, &w, count_include_pad))
+            for ky in range(g.pool_h):
+                iy = oy * g.stride_h - g.pad_h + ky
+                if iy < 0 or iy >= g.H:
+                    continue
+                for kx in range(g.pool_w):
+                    valid_range(kx - pad_w, stride_w, W, g.out_w, &lo, &hi)
+                    lo = min(max(lo, ox0), ox1)
+                    hi = max(min(hi, ox1), lo)
+                    d = dx + iy * W + lo * stride_w + kx - pad_w
+                    for ox in range(lo, hi):
+                        d[0] += share[ox - ox0]
+                        d += stride_w
+            ox0 = ox1
 
 
 # ---------------------------------------------------------------- cores
