@@ -265,6 +265,12 @@ def test_convolution_reuses_col_buffer(rng):
     assert_close(dx, expected_dx, terms=36)
     assert_close(layer.dW, expected_dW, terms=50)
 
+    foreign = np.zeros_like(layer.col)
+    layer.col = foreign  # an array the caller put there is never written into
+    layer.forward(x1)
+    assert layer.col is buffer
+    assert not foreign.any()
+
     x3 = random_array(rng, (3, 2, 5, 5))  # another batch size: a new buffer
     layer.forward(x3)
     assert layer.col is not buffer
@@ -377,6 +383,18 @@ def test_relu_matches_book_and_keeps_dout(rng, float_dtype):
     np.testing.assert_array_equal(dout, dout_before)  # not mutated, unlike the book
     assert not np.shares_memory(dx, dout)
     assert out.dtype == dx.dtype == float_dtype
+
+
+def test_relu_non_finite_values_as_book():
+    x = np.array([-1.0, 0.0, 2.0, np.nan, -3.0, 4.0])
+    dout = np.array([np.inf, np.nan, 1.0, 2.0, -np.inf, np.inf])
+    layer = Relu()
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+    expected_out, expected_dx = rl.relu_book(x, dout.copy())
+    np.testing.assert_array_equal(out, expected_out)  # NaN stays NaN
+    np.testing.assert_array_equal(dx, expected_dx)  # inf/NaN reaching an off unit give 0
+    np.testing.assert_array_equal(dx, [0.0, 0.0, 1.0, 2.0, 0.0, np.inf])
 
 
 def test_sigmoid_matches_book(rng, float_dtype):
