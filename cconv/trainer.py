@@ -14,11 +14,13 @@ script runs unchanged. On top of that:
   :class:`TrainingDiverged`, and the checkpoint of the last good epoch stays
   as it was;
 * ``checkpoint_dir``: after each epoch one ``.npz`` (no pickle) holding the
-  parameters, the optimizer state, the generator state, the iteration and
-  epoch counters, the lists and the timing history, written atomically;
-  ``resume=True`` continues from the newest one along the very trajectory an
-  uninterrupted run follows (bit-identical losses and parameters). An
-  interrupted run, Ctrl-C included, loses at most the epoch in progress.
+  parameters, the optimizer state, the generator states (the trainer's, the
+  ``rng`` of the network and of its layers, and the global ``np.random``:
+  dropout draws from them), the iteration and epoch counters, the lists and
+  the timing history, written atomically. ``resume=True`` continues from the
+  newest one along the very trajectory an uninterrupted run follows
+  (bit-identical losses and parameters). An interrupted run, Ctrl-C
+  included, loses at most the epoch in progress.
 
 Epochs
 ------
@@ -133,6 +135,42 @@ def _sigint_deferred():
                 signal.raise_signal(signal.SIGINT)
 
 
+def _get_rng_state(rng):
+    """The state dict of a Generator, a RandomState or (``np.random``) the global one."""
+    if isinstance(rng, np.random.Generator):
+        return rng.bit_generator.state
+    return rng.get_state(legacy=False)
+
+
+def _rng_json(state):
+    """A state (or a list of states) as JSON in a 0-d unicode array; MT19937's key array becomes a list."""
+    return np.array(json.dumps(state, default=lambda array: np.asarray(array).tolist()))
+
+
+def _set_rng_state(rng, state):
+    """Put a state from :func:`_get_rng_state` (also read back from JSON) into ``rng``, in place."""
+    if isinstance(rng, np.random.Generator):
+        rng.bit_generator.state = state
+    else:
+        rng.set_state(state)
+
+
+def _network_rngs(network):
+    """The network's own generators: ``network.rng`` and its layers' ``rng`` (dropout), each once.
+
+    ``network.layers`` may be a dict or a list, as in the book.
+    """
+    layers = getattr(network, "layers", None) or ()
+    if isinstance(layers, dict):
+        layers = layers.values()
+    found = {}
+    for owner in (network, *layers):
+        rng = getattr(owner, "rng", None)
+        if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            found.setdefault(id(rng), rng)
+    return list(found.values())
+
+
 def _json_number(value):
     """A float for JSON, ``None`` for NaN/inf (JSON has no such numbers)."""
     value = float(value)
@@ -179,10 +217,12 @@ class Trainer:
     resume : bool
         Continue from the newest checkpoint in ``checkpoint_dir`` (loaded
         here): parameters (copied into ``network.params`` in place), optimizer
-        state, generator state, counters, lists and history. The global
-        ``np.random`` state saved with it is restored too, so that a network
-        drawing from it (dropout) continues its sequence. Without a
-        checkpoint, training starts from the beginning.
+        state, generator state (``seed`` is then ignored), counters, lists
+        and history. The states of the network's own generators (numpy
+        Generators or RandomStates found as ``network.rng`` or as the ``rng``
+        of a layer in ``network.layers``) and of the global ``np.random`` are
+        restored too, in place, so that dropout masks continue their sequence. Without a checkpoint, training starts
+        from the beginning.
     progress : bool or file-like
         ``True``: a progress bar on ``sys.stderr`` when ``verbose``;
         ``False``: none; a stream: the bar on that stream, even when not
@@ -604,14 +644,12 @@ class Trainer:
                 )
             meta["optimizer_kinds"][key] = kind
             arrays[f"optimizer/{key}"] = np.asarray(value)
-        legacy = np.random.get_state()
-        if isinstance(legacy, tuple) and legacy[0] == "MT19937":
-            arrays["legacy_rng/keys"] = legacy[1]
-            meta["legacy_rng"] = {
-                "pos": int(legacy[2]), "has_gauss": int(legacy[3]), "cached_gaussian": float(legacy[4])
-            }
         arrays["meta"] = np.array(json.dumps(meta))
-        arrays["rng_state"] = np.array(json.dumps(self._rng.bit_generator.state))
+        # Generator states as JSON in 0-d unicode arrays: the trainer's, the
+        # network's own (dropout), and the global np.random (the book's dropout).
+        arrays["rng_state"] = _rng_json(self._rng.bit_generator.state)
+        arrays["global_rng_state"] = _rng_json(_get_rng_state(np.random))
+        arrays["network_rng_states"] = _rng_json([_get_rng_state(rng) for rng in _network_rngs(self.network)])
         arrays["current_iter"] = np.array(self.current_iter, dtype=np.int64)
         arrays["current_epoch"] = np.array(self.current_epoch, dtype=np.int64)
         for name in ("train_loss_list", "train_acc_list", "test_acc_list"):
@@ -676,7 +714,8 @@ class Trainer:
                     f"not a cconv trainer checkpoint of version {CHECKPOINT_VERSION} "
                     f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
                 )
-            needed = {"current_iter", "current_epoch", "train_loss_list", "train_acc_list", "test_acc_list"}
+            needed = {"current_iter", "current_epoch", "global_rng_state", "network_rng_states"}
+            needed |= {"train_loss_list", "train_acc_list", "test_acc_list"}
             needed |= {f"optimizer/{key}" for key in meta["optimizer_kinds"]}
             if needed - set(arrays):
                 raise KeyError(f"missing entries {sorted(needed - set(arrays))}")
@@ -708,6 +747,13 @@ class Trainer:
                     f"the checkpoint {got.shape} {got.dtype}"
                 )
         rng_class = _BIT_GENERATORS.get(rng_state.get("bit_generator") if isinstance(rng_state, dict) else None)
+        network_rngs = _network_rngs(self.network)
+        network_rng_states = json.loads(str(arrays["network_rng_states"]))
+        if len(network_rng_states) != len(network_rngs):
+            problems.append(
+                f"the network draws from {len(network_rngs)} generator(s) of its own (rng of the network "
+                f"or its layers), the checkpoint holds the state of {len(network_rng_states)}"
+            )
         if rng_class is None:
             problems.append("the generator state names no known numpy bit generator")
         if problems:
@@ -724,17 +770,17 @@ class Trainer:
                 optimizer_state[key] = None
             else:
                 optimizer_state[key] = _SCALAR_KINDS[kind](value[()])
-        self.optimizer.load_state_dict(optimizer_state)
+        try:
+            self.optimizer.load_state_dict(optimizer_state)  # checks, and changes nothing on error
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path}: the optimizer state does not fit: {exc}") from exc
         for key, value in saved_params.items():
             params[key][...] = value
-        rng = np.random.Generator(rng_class())
-        rng.bit_generator.state = rng_state
-        self._rng = rng
-        if "legacy_rng" in meta:
-            legacy = meta["legacy_rng"]
-            np.random.set_state(
-                ("MT19937", arrays["legacy_rng/keys"], legacy["pos"], legacy["has_gauss"], legacy["cached_gaussian"])
-            )
+        self._rng = np.random.Generator(rng_class())
+        _set_rng_state(self._rng, rng_state)
+        _set_rng_state(np.random, json.loads(str(arrays["global_rng_state"])))
+        for rng, state in zip(network_rngs, network_rng_states):
+            _set_rng_state(rng, state)
         self.current_iter = int(arrays["current_iter"])
         self.current_epoch = int(arrays["current_epoch"])
         # list(array) gives numpy scalars, as the lists of a running trainer hold

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,23 @@ from cconv.trainer import CheckpointError, Trainer, TrainingDiverged, latest_che
 
 
 class TinyNet:
-    """affine - relu - affine - softmax with loss, with the book's network interface."""
+    """affine - relu - affine - softmax with loss, with the book's network interface.
 
-    def __init__(self, input_size=4, hidden_size=8, output_size=3, seed=0, dtype=np.float64):
+    ``dropout``: None, or where the hidden layer's dropout masks (training
+    only) come from: ``"rng"`` (the network's own generator ``self.rng``),
+    ``"layer"`` (the ``rng`` of a layer in ``self.layers``, as cconv's nets
+    with a seed) or ``"global"`` (``np.random``, as the book).
+    """
+
+    def __init__(self, input_size=4, hidden_size=8, output_size=3, seed=0, dtype=np.float64, dropout=None):
         rng = np.random.default_rng(seed)
+        self.dropout = dropout
+        noise_rng = np.random.default_rng(seed + 1000)
+        if dropout == "rng":
+            self.rng = noise_rng
+        elif dropout == "layer":
+            self.layers = {"Affine1": object(), "Dropout1": types.SimpleNamespace(rng=noise_rng)}
+        self._noise_rng = noise_rng
         self.params = {
             "W1": (0.5 * rng.standard_normal((input_size, hidden_size))).astype(dtype),
             "b1": np.zeros(hidden_size, dtype=dtype),
@@ -38,9 +52,12 @@ class TinyNet:
             "b2": np.zeros(output_size, dtype=dtype),
         }
 
-    def _forward(self, x):
+    def _forward(self, x, train_flg=False):
         p = self.params
         hidden = np.maximum(x @ p["W1"] + p["b1"], 0)
+        if train_flg and self.dropout:
+            noise = np.random.rand(*hidden.shape) if self.dropout == "global" else self._noise_rng.random(hidden.shape)
+            hidden = hidden * (noise > 0.2)
         return hidden, hidden @ p["W2"] + p["b2"]
 
     def predict(self, x, train_flg=False):
@@ -60,7 +77,7 @@ class TinyNet:
         return float(np.mean(np.argmax(self.predict(x), axis=1) == t))
 
     def gradient(self, x, t):
-        hidden, scores = self._forward(x)
+        hidden, scores = self._forward(x, train_flg=True)
         dscores = self._softmax(scores)
         dscores[np.arange(len(t)), t] -= 1
         dscores /= len(t)
@@ -298,6 +315,22 @@ def test_resume_after_a_crash_follows_the_same_trajectory(tmp_path, uninterrupte
     resumed = resume(tmp_path)
     assert_same_run(resumed, uninterrupted)
     assert [entry["epoch"] for entry in resumed.history] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("dropout", ["rng", "layer", "global"])
+def test_resume_restores_the_networks_random_masks(tmp_path, dropout):
+    def run(network, folder, global_seed, **kwargs):
+        np.random.seed(global_seed)
+        trainer = make_trainer(network, checkpoint_dir=tmp_path / folder, **kwargs)
+        trainer.train()
+        return trainer
+
+    reference = run(TinyNet(dropout=dropout), "reference", 0)
+    with pytest.raises(Crash):
+        run(fail_at(TinyNet(dropout=dropout), 7, Crash()), "run", 0)
+    # as in a new process: another global state, another network generator
+    resumed = run(TinyNet(seed=4, dropout=dropout), "run", 123, resume=True)
+    assert_same_run(resumed, reference)
 
 
 def test_resume_extends_a_finished_run(tmp_path, uninterrupted):
