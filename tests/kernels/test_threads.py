@@ -19,8 +19,9 @@ import pytest
 
 from cconv_testutils import KERNEL_NAMES, kernel_call
 
-#: Large enough that two threads get real work each, small enough to be quick.
-SHAPE = (4, 8, 20, 18)
+#: Large enough that three threads get real work each (the kernels run
+#: serially below 32768 elements of work per thread), small enough to be quick.
+SHAPE = (8, 8, 48, 40)
 
 
 @pytest.fixture

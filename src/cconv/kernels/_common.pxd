@@ -26,8 +26,20 @@ cdef inline void valid_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t ex
         hi[0] -= 1
 
 
-cdef inline int clamp_threads(int num_threads, Py_ssize_t tasks) noexcept nogil:
-    """Threads for a loop of ``tasks`` iterations: at least 1, at most ``tasks``."""
+cdef enum:
+    # Below this many elements of work per thread, waking another thread
+    # costs more than it saves.
+    MIN_WORK_PER_THREAD = 32768
+
+
+cdef inline int clamp_threads(int num_threads, Py_ssize_t tasks, Py_ssize_t work) noexcept nogil:
+    """Threads for a loop of ``tasks`` iterations touching ``work`` elements.
+
+    At least 1, at most ``tasks``, and no more than one per
+    MIN_WORK_PER_THREAD elements, so small calls run serially.
+    """
     if num_threads > tasks:
         num_threads = <int>tasks
+    if num_threads > work // MIN_WORK_PER_THREAD:
+        num_threads = <int>(work // MIN_WORK_PER_THREAD)
     return num_threads if num_threads >= 1 else 1

@@ -112,8 +112,9 @@ cdef void col2im_core(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t 
     cdef floating* img_data = &img[0, 0, 0, 0]
     cdef Py_ssize_t block_rows = max(1, min(out_w, BLOCK_BYTES // (K * sizeof(floating))))
     cdef floating* block = NULL
+    num_threads = clamp_threads(num_threads, N * C, N * out_h * out_w * K)
     if N >= num_threads:
-        with parallel(num_threads=clamp_threads(num_threads, N)):
+        with parallel(num_threads=num_threads):
             block = <floating*>malloc(block_rows * K * sizeof(floating))
             for n in prange(N, schedule="static"):
                 _col2im_image(col_data + n * s_image, s_row, s_col, 0, C, C, H, W,
@@ -121,7 +122,7 @@ cdef void col2im_core(const floating[:, :] col, Py_ssize_t filter_h, Py_ssize_t 
                               out_h, out_w, block_rows, block, img_data + n * C * H * W)
             free(block)
     else:
-        for task in prange(N * C, schedule="static", num_threads=clamp_threads(num_threads, N * C)):
+        for task in prange(N * C, schedule="static", num_threads=num_threads):
             n = task // C
             _col2im_image(col_data + n * s_image, s_row, s_col, task - n * C, task - n * C + 1,
                           C, H, W, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w,

@@ -93,7 +93,7 @@ cdef void im2col_core(const floating[:, :, :, :] x, Py_ssize_t filter_h, Py_ssiz
     cdef Py_ssize_t block_rows = max(1, min(out_w, BLOCK_BYTES // (K * sizeof(floating))))
     cdef floating* block = NULL
     cdef floating* rows
-    with parallel(num_threads=clamp_threads(num_threads, N * out_h)):
+    with parallel(num_threads=clamp_threads(num_threads, N * out_h, N * out_h * out_w * K)):
         block = <floating*>malloc(block_rows * K * sizeof(floating))
         for line in prange(N * out_h, schedule="static"):
             n = line // out_h
