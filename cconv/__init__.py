@@ -1,4 +1,4 @@
-"""cconv: fast, safe CNN kernels for NumPy.
+"""cconv: fast, safe CNN kernels for NumPy, and the book's CNN stack on top.
 
 The kernels (im2col, col2im, max and average pooling, forward and backward)
 are typed Cython modules that release the GIL and run in parallel with OpenMP
@@ -6,6 +6,10 @@ where the build supports it. Batches are (N, C, H, W); :func:`im2col` returns
 rows ordered (n, oy, ox) and columns (c, ky, kx), as the book "Deep Learning
 from Scratch" lays them out, so cconv is a drop-in for its ``im2col`` and
 ``col2im``.
+
+On top of them, as drop-ins for the book's ``common`` package: layers
+(:mod:`cconv.layers`), optimizers (:mod:`cconv.optim`), functions
+(:mod:`cconv.functions`), networks (:mod:`cconv.nets`) and :class:`Trainer`.
 """
 
 try:
@@ -25,14 +29,26 @@ from cconv.kernels.pooling import (
     max_pool2d_backward,
 )
 
+from cconv import functions, gradient, layers, nets, optim  # noqa: E402  (after the kernels)
+from cconv.nets import AlexNet, DeepConvNet, LeNet, SimpleConvNet, load_network  # noqa: E402
+from cconv.trainer import CheckpointError, Trainer, TrainingDiverged  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlexNet",
+    "CheckpointError",
+    "DeepConvNet",
+    "LeNet",
+    "SimpleConvNet",
+    "Trainer",
+    "TrainingDiverged",
     "avg_pool2d",
     "avg_pool2d_backward",
     "col2im",
     "get_num_threads",
     "im2col",
+    "load_network",
     "max_pool2d",
     "max_pool2d_backward",
     "openmp_enabled",

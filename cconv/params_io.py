@@ -94,7 +94,9 @@ def save_params(path, params, meta=None):
         _check_param_name(key)
         arr = np.asarray(value)
         if arr.dtype.hasobject:
-            raise ValueError(f"parameter {key!r}: object arrays cannot be saved (dtype {arr.dtype})")
+            raise ValueError(
+                f"parameter {key!r}: object arrays cannot be saved (dtype {arr.dtype})"
+            )
         arrays[key] = arr
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION}
     header.update(meta or {})
@@ -176,7 +178,8 @@ def _read_pickle(path):
             raise UnsafePickleError(f"{path}: {exc}") from None
         except Exception as exc:  # truncated or corrupt stream
             raise ValueError(
-                f"{path}: neither an .npz archive nor a readable params pickle ({type(exc).__name__}: {exc})"
+                f"{path}: neither an .npz archive nor a readable params pickle "
+                f"({type(exc).__name__}: {exc})"
             ) from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: a params pickle must hold a dict, got {type(obj).__name__}")
@@ -185,7 +188,9 @@ def _read_pickle(path):
         if not isinstance(key, str):
             raise ValueError(f"{path}: parameter names must be strings, got {key!r}")
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
-            raise ValueError(f"{path}: parameter {key!r} must be a numeric NumPy array, got {_describe(value)}")
+            raise ValueError(
+                f"{path}: parameter {key!r} must be a numeric NumPy array, got {_describe(value)}"
+            )
         params[key] = value
     return params, None
 
@@ -207,7 +212,9 @@ def _read_npz(path):
             try:
                 value = archive[key]
             except ValueError as exc:  # object arrays need pickle, refused
-                raise ValueError(f"{path}: entry {key!r} cannot be loaded without pickle ({exc})") from None
+                raise ValueError(
+                    f"{path}: entry {key!r} cannot be loaded without pickle ({exc})"
+                ) from None
             except (OSError, zipfile.BadZipFile, EOFError) as exc:
                 raise ValueError(f"{path}: entry {key!r} is corrupt ({exc})") from exc
             if key == META_KEY:
@@ -219,15 +226,23 @@ def _read_npz(path):
 
 def _parse_meta(path, value):
     if value.ndim != 0 or value.dtype.kind != "U":
-        raise ValueError(f"{path}: {META_KEY!r} must be a 0-d unicode array, got shape {value.shape} dtype {value.dtype}")
+        raise ValueError(
+            f"{path}: {META_KEY!r} must be a 0-d unicode array, "
+            f"got shape {value.shape} dtype {value.dtype}"
+        )
     try:
         meta = json.loads(str(value))
     except ValueError as exc:
         raise ValueError(f"{path}: {META_KEY!r} is not valid JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: {META_KEY!r} is not cconv metadata (format {FORMAT_NAME!r} expected)")
+        raise ValueError(
+            f"{path}: {META_KEY!r} is not cconv metadata (format {FORMAT_NAME!r} expected)"
+        )
     if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported cconv params version {meta.get('version')!r} (expected {FORMAT_VERSION})")
+        raise ValueError(
+            f"{path}: unsupported cconv params version {meta.get('version')!r} "
+            f"(expected {FORMAT_VERSION})"
+        )
     return meta
 
 
@@ -301,16 +316,26 @@ def assign_params(loaded, params, source="params", cast=False):
     missing = [key for key in params if key not in loaded]
     extra = [key for key in loaded if key not in params]
     if missing:
-        raise ValueError(f"{source}: missing parameter(s) {', '.join(map(repr, missing))} (the network has {list(params)})")
+        raise ValueError(
+            f"{source}: missing parameter(s) {', '.join(map(repr, missing))} "
+            f"(the network has {list(params)})"
+        )
     if extra:
-        raise ValueError(f"{source}: unexpected parameter(s) {', '.join(map(repr, extra))} (the network has {list(params)})")
+        raise ValueError(
+            f"{source}: unexpected parameter(s) {', '.join(map(repr, extra))} "
+            f"(the network has {list(params)})"
+        )
     for key, target in params.items():
         value = loaded[key]
         if value.shape != target.shape:
-            raise ValueError(f"{source}: parameter {key!r} has shape {value.shape}, the network expects {target.shape}")
+            raise ValueError(
+                f"{source}: parameter {key!r} has shape {value.shape}, "
+                f"the network expects {target.shape}"
+            )
         if value.dtype != target.dtype and not (cast and value.dtype.kind == "f"):
             raise ValueError(
-                f"{source}: parameter {key!r} has dtype {value.dtype}, the network expects {target.dtype} "
+                f"{source}: parameter {key!r} has dtype {value.dtype}, "
+                f"the network expects {target.dtype} "
                 "(build the network with a matching dtype, or pass cast=True)"
             )
     for key, target in params.items():

@@ -19,7 +19,15 @@ from cconv.nets.deep_convnet import DeepConvNet
 from cconv.nets.lenet import LeNet
 from cconv.nets.simple_convnet import SimpleConvNet
 
-__all__ = ["NETWORKS", "AlexNet", "DeepConvNet", "LeNet", "Network", "SimpleConvNet", "load_network"]
+__all__ = [
+    "NETWORKS",
+    "AlexNet",
+    "DeepConvNet",
+    "LeNet",
+    "Network",
+    "SimpleConvNet",
+    "load_network",
+]
 
 #: Network classes by the name ``save_params`` records.
 NETWORKS = {cls.__name__: cls for cls in (SimpleConvNet, DeepConvNet, LeNet, AlexNet)}

@@ -86,9 +86,18 @@ def init_scale(weight_init_std, fan_in):
             return math.sqrt(2.0 / fan_in)
         if key in ("sigmoid", "xavier"):
             return math.sqrt(1.0 / fan_in)
-        raise ValueError(f"weight_init_std must be a number, 'he'/'relu' or 'xavier'/'sigmoid', got {weight_init_std!r}")
-    if isinstance(weight_init_std, bool) or not isinstance(weight_init_std, numbers.Real) or weight_init_std < 0:
-        raise ValueError(f"weight_init_std must be a number >= 0 or a scheme name, got {weight_init_std!r}")
+        raise ValueError(
+            "weight_init_std must be a number, 'he'/'relu' or 'xavier'/'sigmoid', "
+            f"got {weight_init_std!r}"
+        )
+    if (
+        isinstance(weight_init_std, bool)
+        or not isinstance(weight_init_std, numbers.Real)
+        or weight_init_std < 0
+    ):
+        raise ValueError(
+            f"weight_init_std must be a number >= 0 or a scheme name, got {weight_init_std!r}"
+        )
     return float(weight_init_std)
 
 
@@ -125,21 +134,33 @@ class Network:
         self.config = dict(config, dtype=self.dtype.name)
         self._links = []
 
+    @property
+    def rng(self):
+        """The network's generator (from ``seed``; ``None``: the global ``np.random``).
+
+        It drew the initial weights and draws the Dropout masks.
+        """
+        return self._init.rng
+
     def _add_weights(self, index, w_shape, scale):
         """Create ``W<index>`` (normal, std ``scale``) and ``b<index>`` (zeros); return both."""
         w = self.params[f"W{index}"] = self._init.normal(scale, w_shape)
-        b = self.params[f"b{index}"] = self._init.zeros(w_shape[0] if len(w_shape) == 4 else w_shape[1])
+        b = self.params[f"b{index}"] = self._init.zeros(
+            w_shape[0] if len(w_shape) == 4 else w_shape[1]
+        )
         return w, b
 
     def _dropout(self, dropout_ratio):
-        """A Dropout layer drawing its masks from the network's generator (``seed``), else ``np.random``."""
+        """A Dropout layer drawing its masks from the ``seed`` generator, else from np.random."""
         return Dropout(dropout_ratio, rng=self._init.rng)
 
     def _link(self, layer, **attrs):
         """Record that ``layer.<attr>`` is ``self.params[key]`` for each ``attr=key``."""
         for attr, key in attrs.items():
             if getattr(layer, attr) is not self.params[key]:
-                raise RuntimeError(f"layer {type(layer).__name__}.{attr} does not hold params[{key!r}]")
+                raise RuntimeError(
+                    f"layer {type(layer).__name__}.{attr} does not hold params[{key!r}]"
+                )
             self._links.append((layer, attr, key))
         return layer
 
@@ -184,8 +205,8 @@ class Network:
         batch_size = check_positive_int(batch_size, "batch_size")
         correct = 0
         for start in range(0, x.shape[0], batch_size):
-            y = self.predict(x[start:start + batch_size], train_flg=False)
-            correct += int(np.sum(np.argmax(y, axis=1) == t[start:start + batch_size]))
+            y = self.predict(x[start : start + batch_size], train_flg=False)
+            correct += int(np.sum(np.argmax(y, axis=1) == t[start : start + batch_size]))
         return correct / x.shape[0]
 
     def gradient(self, x, t):
@@ -197,7 +218,12 @@ class Network:
         return {key: getattr(layer, "d" + attr) for layer, attr, key in self._links}
 
     def numerical_gradient(self, x, t):
-        """Gradients of :meth:`loss` by central differences (slow; for checks)."""
+        """Gradients of :meth:`loss` by central differences (slow; for checks).
+
+        The loss is evaluated in training mode: a network with Dropout needs
+        masks that repeat from call to call (Dropout layers with a generator
+        that gives the same noise each time) for the result to mean anything.
+        """
         x = self._as_input(x)
 
         def loss_w(_):
@@ -215,7 +241,9 @@ class Network:
         The file is an ``.npz`` archive whatever its name (the book's
         ``save_params("params.pkl")`` keeps working and writes no pickle).
         """
-        params_io.save_params(file_name, self.params, {"net": type(self).__name__, "config": self.config})
+        params_io.save_params(
+            file_name, self.params, {"net": type(self).__name__, "config": self.config}
+        )
 
     def load_params(self, file_name="params.npz", cast=False):
         """Load parameters saved by :meth:`save_params`, or a book-style params ``.pkl``.
@@ -232,23 +260,29 @@ class Network:
         if meta is not None:
             self._check_meta(meta, source)
         params_io.assign_params(loaded, self.params, source, cast)
-        for layer, attr, key in self._links:  # relink, as the book does, should a caller have swapped arrays
+        # Relink, as the book does, in case a caller replaced an array in params.
+        for layer, attr, key in self._links:
             setattr(layer, attr, self.params[key])
 
     def _check_meta(self, meta, source):
         name = type(self).__name__
         if meta.get("net") != name:
-            raise ValueError(f"{source}: parameters of a {meta.get('net')!r} network cannot be loaded into a {name}")
+            raise ValueError(
+                f"{source}: parameters of a {meta.get('net')!r} network cannot be loaded "
+                f"into a {name}"
+            )
         saved = meta.get("config", {})
         differ = sorted(
             key
             for key in set(saved) | set(self.config)
-            if key not in _NON_ARCHITECTURE_CONFIG and _jsonable(saved.get(key)) != _jsonable(self.config.get(key))
+            if key not in _NON_ARCHITECTURE_CONFIG
+            and _jsonable(saved.get(key)) != _jsonable(self.config.get(key))
         )
         if differ:
             warnings.warn(
                 f"{source}: saved by a {name} built with different settings ({', '.join(differ)}): "
-                f"file {[saved.get(k) for k in differ]}, this network {[self.config.get(k) for k in differ]}",
+                f"file {[saved.get(k) for k in differ]}, "
+                f"this network {[self.config.get(k) for k in differ]}",
                 UserWarning,
                 stacklevel=3,
             )

@@ -1,4 +1,4 @@
-"""An AlexNet-style network (Krizhevsky, Sutskever and Hinton, 2012), as the book's chapter 7 sketches it.
+"""An AlexNet-style network (Krizhevsky, Sutskever and Hinton, 2012), as the book sketches it.
 
 conv1 - relu - LRN - maxpool 3x3/2 - conv2 (5x5, pad 2) - relu - LRN - maxpool 3x3/2 -
 conv3 (3x3, pad 1) - relu - conv4 (3x3, pad 1) - relu - conv5 (3x3, pad 1) - relu - maxpool 3x3/2 -
@@ -14,7 +14,14 @@ convolution instead of the 11x11 stride 4 one, which would shrink them to nothin
 import numpy as np
 
 from cconv.layers import LRN, Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
-from cconv.nets._base import Network, check_input_dim, check_positive_int, conv_output_size, init_scale, make_layers
+from cconv.nets._base import (
+    Network,
+    check_input_dim,
+    check_positive_int,
+    conv_output_size,
+    init_scale,
+    make_layers,
+)
 from cconv.nets.simple_convnet import conv_param_dict
 
 __all__ = ["AlexNet"]
@@ -85,35 +92,68 @@ class AlexNet(Network):
         ``Affine6``, ``Relu6``, ``Dropout6``, ``Affine7``, ``Relu7``, ``Dropout7``, ``Affine8``.
     """
 
-    def __init__(self, input_dim=(3, 227, 227), output_size=1000, width=1.0, hidden_size=4096, dropout_ratio=0.5,
-                 conv1_param=None, lrn_param=None, weight_init_std="he", dtype=np.float64, seed=None):
+    def __init__(
+        self,
+        input_dim=(3, 227, 227),
+        output_size=1000,
+        width=1.0,
+        hidden_size=4096,
+        dropout_ratio=0.5,
+        conv1_param=None,
+        lrn_param=None,
+        weight_init_std="he",
+        dtype=np.float64,
+        seed=None,
+    ):
         input_dim = check_input_dim(input_dim)
         output_size = check_positive_int(output_size, "output_size")
         hidden_size = check_positive_int(hidden_size, "hidden_size")
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
             raise ValueError(f"width must be a number > 0, got {width!r}")
-        if isinstance(dropout_ratio, bool) or not isinstance(dropout_ratio, (int, float)) or not 0 <= dropout_ratio < 1:
+        if (
+            isinstance(dropout_ratio, bool)
+            or not isinstance(dropout_ratio, (int, float))
+            or not 0 <= dropout_ratio < 1
+        ):
             raise ValueError(f"dropout_ratio must be a number in [0, 1), got {dropout_ratio!r}")
         channels, height, width_px = input_dim
         if conv1_param is None:
             conv1_param = _default_conv1(height, width_px)
-        conv1 = conv_param_dict({"filter_num": 1, **conv1_param}, {"filter_num": 1, **CLASSIC_CONV1}, "conv1_param")
+        conv1 = conv_param_dict(
+            {"filter_num": 1, **conv1_param}, {"filter_num": 1, **CLASSIC_CONV1}, "conv1_param"
+        )
         del conv1["filter_num"]
         lrn_param = dict(lrn_param or {})
         filter_nums = tuple(max(1, round(n * width)) for n in CLASSIC_FILTER_NUMS)
-        self._start(dtype, seed, {
-            "input_dim": input_dim, "output_size": output_size, "width": width, "hidden_size": hidden_size,
-            "dropout_ratio": dropout_ratio, "conv1_param": conv1, "lrn_param": lrn_param,
-            "weight_init_std": weight_init_std,
-        })
+        self._start(
+            dtype,
+            seed,
+            {
+                "input_dim": input_dim,
+                "output_size": output_size,
+                "width": width,
+                "hidden_size": hidden_size,
+                "dropout_ratio": dropout_ratio,
+                "conv1_param": conv1,
+                "lrn_param": lrn_param,
+                "weight_init_std": weight_init_std,
+            },
+        )
         feature_h, feature_w = _feature_geometry(height, width_px, conv1)
 
         layers = []
         convs = [(conv1["filter_size"], conv1["stride"], conv1["pad"]), *_LATER_CONVS]
         for i, ((size, stride, pad), filter_num) in enumerate(zip(convs, filter_nums), start=1):
-            w, b = self._add_weights(i, (filter_num, channels, size, size), init_scale(weight_init_std, channels * size * size))
+            w, b = self._add_weights(
+                i,
+                (filter_num, channels, size, size),
+                init_scale(weight_init_std, channels * size * size),
+            )
             channels = filter_num
-            layers += [(f"Conv{i}", self._link(Convolution(w, b, stride, pad), W=f"W{i}", b=f"b{i}")), (f"Relu{i}", Relu())]
+            layers += [
+                (f"Conv{i}", self._link(Convolution(w, b, stride, pad), W=f"W{i}", b=f"b{i}")),
+                (f"Relu{i}", Relu()),
+            ]
             if i in _LRN_AFTER:
                 layers.append((f"LRN{i}", LRN(**lrn_param)))
             if i in _POOL_AFTER:

@@ -11,18 +11,33 @@ import types
 import numpy as np
 
 from cconv.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
-from cconv.nets._base import Network, check_input_dim, check_positive_int, conv_output_size, init_scale
+from cconv.nets._base import (
+    Network,
+    check_input_dim,
+    check_positive_int,
+    conv_output_size,
+    init_scale,
+)
 from cconv.nets.simple_convnet import conv_param_dict
 
 __all__ = ["DeepConvNet"]
 
 
 def _conv(filter_num, pad):
-    return types.MappingProxyType({"filter_num": filter_num, "filter_size": 3, "pad": pad, "stride": 1})
+    return types.MappingProxyType(
+        {"filter_num": filter_num, "filter_size": 3, "pad": pad, "stride": 1}
+    )
 
 
 #: The book's six convolutions (read-only defaults): note the pad of 2 on the fourth.
-DEFAULT_CONV_PARAMS = (_conv(16, 1), _conv(16, 1), _conv(32, 1), _conv(32, 2), _conv(64, 1), _conv(64, 1))
+DEFAULT_CONV_PARAMS = (
+    _conv(16, 1),
+    _conv(16, 1),
+    _conv(32, 1),
+    _conv(32, 2),
+    _conv(64, 1),
+    _conv(64, 1),
+)
 
 #: Indices in ``layers`` of the layers holding W1..W8 (the book's ``(0, 2, 5, 7, 10, 12, 15, 18)``).
 PARAM_LAYER_INDICES = (0, 2, 5, 7, 10, 12, 15, 18)
@@ -59,18 +74,36 @@ class DeepConvNet(Network):
     last_layer : SoftmaxWithLoss
     """
 
-    def __init__(self, input_dim=(1, 28, 28),
-                 conv_param_1=DEFAULT_CONV_PARAMS[0], conv_param_2=DEFAULT_CONV_PARAMS[1],
-                 conv_param_3=DEFAULT_CONV_PARAMS[2], conv_param_4=DEFAULT_CONV_PARAMS[3],
-                 conv_param_5=DEFAULT_CONV_PARAMS[4], conv_param_6=DEFAULT_CONV_PARAMS[5],
-                 hidden_size=50, output_size=10, dtype=np.float64, seed=None):
+    def __init__(
+        self,
+        input_dim=(1, 28, 28),
+        conv_param_1=DEFAULT_CONV_PARAMS[0],
+        conv_param_2=DEFAULT_CONV_PARAMS[1],
+        conv_param_3=DEFAULT_CONV_PARAMS[2],
+        conv_param_4=DEFAULT_CONV_PARAMS[3],
+        conv_param_5=DEFAULT_CONV_PARAMS[4],
+        conv_param_6=DEFAULT_CONV_PARAMS[5],
+        hidden_size=50,
+        output_size=10,
+        dtype=np.float64,
+        seed=None,
+    ):
         input_dim = check_input_dim(input_dim)
         convs = [
             conv_param_dict(param, default, f"conv_param_{i + 1}")
-            for i, (param, default) in enumerate(zip(
-                (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6),
-                DEFAULT_CONV_PARAMS,
-            ))
+            for i, (param, default) in enumerate(
+                zip(
+                    (
+                        conv_param_1,
+                        conv_param_2,
+                        conv_param_3,
+                        conv_param_4,
+                        conv_param_5,
+                        conv_param_6,
+                    ),
+                    DEFAULT_CONV_PARAMS,
+                )
+            )
         ]
         hidden_size = check_positive_int(hidden_size, "hidden_size")
         output_size = check_positive_int(output_size, "output_size")
@@ -98,7 +131,11 @@ class DeepConvNet(Network):
         in_channels = input_dim[0]
         for i, conv in enumerate(convs):
             size = conv["filter_size"]
-            self._add_weights(i + 1, (conv["filter_num"], in_channels, size, size), init_scale("he", pre_node_nums[i]))
+            self._add_weights(
+                i + 1,
+                (conv["filter_num"], in_channels, size, size),
+                init_scale("he", pre_node_nums[i]),
+            )
             in_channels = conv["filter_num"]
         self._add_weights(7, (flat_size, hidden_size), init_scale("he", pre_node_nums[6]))
         self._add_weights(8, (hidden_size, output_size), init_scale("he", pre_node_nums[7]))
@@ -107,11 +144,19 @@ class DeepConvNet(Network):
         p = self.params
         self.layers = []
         for i, conv in enumerate(convs):
-            self.layers.append(Convolution(p[f"W{i + 1}"], p[f"b{i + 1}"], conv["stride"], conv["pad"]))
+            self.layers.append(
+                Convolution(p[f"W{i + 1}"], p[f"b{i + 1}"], conv["stride"], conv["pad"])
+            )
             self.layers.append(Relu())
             if i % 2 == 1:
                 self.layers.append(Pooling(pool_h=2, pool_w=2, stride=2))
-        self.layers += [Affine(p["W7"], p["b7"]), Relu(), self._dropout(0.5), Affine(p["W8"], p["b8"]), self._dropout(0.5)]
+        self.layers += [
+            Affine(p["W7"], p["b7"]),
+            Relu(),
+            self._dropout(0.5),
+            Affine(p["W8"], p["b8"]),
+            self._dropout(0.5),
+        ]
         for i, index in enumerate(PARAM_LAYER_INDICES):
             self._link(self.layers[index], W=f"W{i + 1}", b=f"b{i + 1}")
         self.last_layer = SoftmaxWithLoss()

@@ -10,7 +10,14 @@ The original uses sigmoid activations and subsampling (average pooling);
 import numpy as np
 
 from cconv.layers import Affine, AvgPooling, Convolution, Pooling, Relu, Sigmoid, SoftmaxWithLoss
-from cconv.nets._base import Network, check_input_dim, check_positive_int, conv_output_size, init_scale, make_layers
+from cconv.nets._base import (
+    Network,
+    check_input_dim,
+    check_positive_int,
+    conv_output_size,
+    init_scale,
+    make_layers,
+)
 
 __all__ = ["LeNet"]
 
@@ -56,8 +63,18 @@ class LeNet(Network):
         ``Act3``, ``Affine4``, ``Act4``, ``Affine5``.
     """
 
-    def __init__(self, input_dim=(1, 28, 28), output_size=10, activation="sigmoid", pooling="avg",
-                 filter_nums=(6, 16), hidden_sizes=(120, 84), weight_init_std=None, dtype=np.float64, seed=None):
+    def __init__(
+        self,
+        input_dim=(1, 28, 28),
+        output_size=10,
+        activation="sigmoid",
+        pooling="avg",
+        filter_nums=(6, 16),
+        hidden_sizes=(120, 84),
+        weight_init_std=None,
+        dtype=np.float64,
+        seed=None,
+    ):
         input_dim = check_input_dim(input_dim)
         output_size = check_positive_int(output_size, "output_size")
         act_cls = choose(activation, _ACTIVATIONS, "activation")
@@ -66,16 +83,27 @@ class LeNet(Network):
         hidden_sizes = _pair_of_counts(hidden_sizes, "hidden_sizes")
         if weight_init_std is None:
             weight_init_std = "he" if activation == "relu" else "xavier"
-        self._start(dtype, seed, {
-            "input_dim": input_dim, "output_size": output_size, "activation": activation, "pooling": pooling,
-            "filter_nums": filter_nums, "hidden_sizes": hidden_sizes, "weight_init_std": weight_init_std,
-        })
+        self._start(
+            dtype,
+            seed,
+            {
+                "input_dim": input_dim,
+                "output_size": output_size,
+                "activation": activation,
+                "pooling": pooling,
+                "filter_nums": filter_nums,
+                "hidden_sizes": hidden_sizes,
+                "weight_init_std": weight_init_std,
+            },
+        )
 
         channels, height, width = input_dim
         pads = (2, 0)
         layers = []
         for i, (filter_num, pad) in enumerate(zip(filter_nums, pads), start=1):
-            w, b = self._add_weights(i, (filter_num, channels, 5, 5), init_scale(weight_init_std, channels * 25))
+            w, b = self._add_weights(
+                i, (filter_num, channels, 5, 5), init_scale(weight_init_std, channels * 25)
+            )
             height = conv_output_size(height, 5, 1, pad, f"Conv{i}")
             width = conv_output_size(width, 5, 1, pad, f"Conv{i}")
             height = conv_output_size(height, 2, 2, 0, f"Pool{i}")

@@ -5,16 +5,25 @@ import types
 import numpy as np
 
 from cconv.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
-from cconv.nets._base import Network, check_input_dim, check_positive_int, conv_output_size, init_scale, make_layers
+from cconv.nets._base import (
+    Network,
+    check_input_dim,
+    check_positive_int,
+    conv_output_size,
+    init_scale,
+    make_layers,
+)
 
 __all__ = ["SimpleConvNet"]
 
 #: The book's default convolution (read-only; pass a dict to change it).
-DEFAULT_CONV_PARAM = types.MappingProxyType({"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1})
+DEFAULT_CONV_PARAM = types.MappingProxyType(
+    {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
+)
 
 
 def conv_param_dict(conv_param, default, name="conv_param"):
-    """``conv_param`` completed from ``default``, checked: filter_num, filter_size, stride >= 1, pad >= 0."""
+    """``conv_param`` completed from ``default``; filter_num, filter_size, stride >= 1, pad >= 0."""
     unknown = set(conv_param) - set(default)
     if unknown:
         raise ValueError(f"{name}: unknown key(s) {sorted(unknown)}; expected {sorted(default)}")
@@ -57,16 +66,31 @@ class SimpleConvNet(Network):
     last_layer : SoftmaxWithLoss
     """
 
-    def __init__(self, input_dim=(1, 28, 28), conv_param=DEFAULT_CONV_PARAM, hidden_size=100,
-                 output_size=10, weight_init_std=0.01, dtype=np.float64, seed=None):
+    def __init__(
+        self,
+        input_dim=(1, 28, 28),
+        conv_param=DEFAULT_CONV_PARAM,
+        hidden_size=100,
+        output_size=10,
+        weight_init_std=0.01,
+        dtype=np.float64,
+        seed=None,
+    ):
         input_dim = check_input_dim(input_dim)
         conv = conv_param_dict(conv_param, DEFAULT_CONV_PARAM)
         hidden_size = check_positive_int(hidden_size, "hidden_size")
         output_size = check_positive_int(output_size, "output_size")
-        self._start(dtype, seed, {
-            "input_dim": input_dim, "conv_param": conv, "hidden_size": hidden_size,
-            "output_size": output_size, "weight_init_std": weight_init_std,
-        })
+        self._start(
+            dtype,
+            seed,
+            {
+                "input_dim": input_dim,
+                "conv_param": conv,
+                "hidden_size": hidden_size,
+                "output_size": output_size,
+                "weight_init_std": weight_init_std,
+            },
+        )
         channels, height, width = input_dim
         size = conv["filter_size"]
         conv_h = conv_output_size(height, size, conv["stride"], conv["pad"], "Conv1")
@@ -78,16 +102,27 @@ class SimpleConvNet(Network):
         )
 
         fan_ins = (channels * size * size, pool_output_size, hidden_size)
-        w1, b1 = self._add_weights(1, (conv["filter_num"], channels, size, size), init_scale(weight_init_std, fan_ins[0]))
-        w2, b2 = self._add_weights(2, (pool_output_size, hidden_size), init_scale(weight_init_std, fan_ins[1]))
-        w3, b3 = self._add_weights(3, (hidden_size, output_size), init_scale(weight_init_std, fan_ins[2]))
+        w1, b1 = self._add_weights(
+            1, (conv["filter_num"], channels, size, size), init_scale(weight_init_std, fan_ins[0])
+        )
+        w2, b2 = self._add_weights(
+            2, (pool_output_size, hidden_size), init_scale(weight_init_std, fan_ins[1])
+        )
+        w3, b3 = self._add_weights(
+            3, (hidden_size, output_size), init_scale(weight_init_std, fan_ins[2])
+        )
 
-        self.layers = make_layers([
-            ("Conv1", self._link(Convolution(w1, b1, conv["stride"], conv["pad"]), W="W1", b="b1")),
-            ("Relu1", Relu()),
-            ("Pool1", Pooling(pool_h=2, pool_w=2, stride=2)),
-            ("Affine1", self._link(Affine(w2, b2), W="W2", b="b2")),
-            ("Relu2", Relu()),
-            ("Affine2", self._link(Affine(w3, b3), W="W3", b="b3")),
-        ])
+        self.layers = make_layers(
+            [
+                (
+                    "Conv1",
+                    self._link(Convolution(w1, b1, conv["stride"], conv["pad"]), W="W1", b="b1"),
+                ),
+                ("Relu1", Relu()),
+                ("Pool1", Pooling(pool_h=2, pool_w=2, stride=2)),
+                ("Affine1", self._link(Affine(w2, b2), W="W2", b="b2")),
+                ("Relu2", Relu()),
+                ("Affine2", self._link(Affine(w3, b3), W="W3", b="b3")),
+            ]
+        )
         self.last_layer = SoftmaxWithLoss()

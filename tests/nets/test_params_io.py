@@ -1,0 +1,351 @@
+"""Parameter files: atomic .npz with metadata, strict checks, a restricted unpickler for .pkl."""
+
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from cconv import params_io
+from cconv.nets import AlexNet, DeepConvNet, LeNet, SimpleConvNet, load_network
+from cconv.params_io import UnsafePickleError, read_params
+
+import nets_testutils as nu
+
+SMALL_NETS = {
+    "SimpleConvNet": lambda **kw: SimpleConvNet(
+        input_dim=(1, 10, 10),
+        conv_param={"filter_num": 3, "filter_size": 3},
+        hidden_size=6,
+        output_size=4,
+        **kw,
+    ),
+    "DeepConvNet": lambda **kw: DeepConvNet(
+        input_dim=(1, 8, 8),
+        **{f"conv_param_{i}": {"filter_num": 2} for i in range(1, 7)},
+        hidden_size=5,
+        **kw,
+    ),
+    "LeNet": lambda **kw: LeNet(
+        input_dim=(1, 12, 12), filter_nums=(2, 3), hidden_sizes=(5, 4), activation="relu", **kw
+    ),
+    "AlexNet": lambda **kw: AlexNet(
+        input_dim=(1, 16, 16), output_size=3, width=0.02, hidden_size=6, **kw
+    ),
+}
+
+
+@pytest.fixture
+def simple():
+    return SMALL_NETS["SimpleConvNet"](seed=0)
+
+
+def write_npz(path, **arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Round trips
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_NETS))
+def test_round_trip(tmp_path, rng, name):
+    make = SMALL_NETS[name]
+    saved, fresh = make(seed=1), make(seed=2)
+    x = rng.standard_normal((2, *saved.config["input_dim"]))
+    path = tmp_path / "params.npz"
+    saved.save_params(path)
+    arrays = {key: value for key, value in fresh.params.items()}
+    fresh.load_params(path)
+    for key, value in saved.params.items():
+        assert np.array_equal(fresh.params[key], value)
+        assert (
+            fresh.params[key] is arrays[key]
+        )  # loaded in place: layers and optimizers stay linked
+    assert np.array_equal(fresh.predict(x), saved.predict(x))
+
+    rebuilt = load_network(path)
+    assert type(rebuilt) is type(saved) and _json(rebuilt.config) == _json(saved.config)
+    assert np.array_equal(rebuilt.predict(x), saved.predict(x))
+
+
+def _json(config):
+    return json.loads(json.dumps(config))
+
+
+def test_file_is_plain_npz_with_json_meta(tmp_path, simple):
+    path = tmp_path / "p.npz"
+    simple.save_params(path)
+    with np.load(path, allow_pickle=False) as archive:
+        assert sorted(archive.files) == sorted([*simple.params, "__meta__"])
+        meta = archive["__meta__"]
+        assert meta.shape == () and meta.dtype.kind == "U"
+        info = json.loads(str(meta))
+        for key in simple.params:
+            assert archive[key].dtype == np.float64
+    assert info["format"] == "cconv-params" and info["version"] == 1
+    assert info["net"] == "SimpleConvNet"
+    assert info["config"]["conv_param"] == {
+        "filter_num": 3,
+        "filter_size": 3,
+        "pad": 0,
+        "stride": 1,
+    }
+    assert info["config"]["dtype"] == "float64"
+
+
+def test_load_network_in_another_dtype(tmp_path, simple, rng):
+    path = tmp_path / "p.npz"
+    simple.save_params(path)
+    net32 = load_network(path, dtype=np.float32)
+    assert net32.dtype == np.float32 and net32.params["W1"].dtype == np.float32
+    x = rng.standard_normal((2, 1, 10, 10))
+    np.testing.assert_allclose(net32.predict(x), simple.predict(x), rtol=1e-4, atol=1e-5)
+
+
+def test_book_style_file_name_writes_npz(tmp_path, simple):
+    # The book's scripts call save_params("params.pkl"): the name is kept, the content is .npz.
+    path = tmp_path / "params.pkl"
+    simple.save_params(str(path))
+    assert path.read_bytes()[:4] == b"PK\x03\x04"
+    other = SMALL_NETS["SimpleConvNet"](seed=5)
+    other.load_params(str(path))
+    assert np.array_equal(other.params["W2"], simple.params["W2"])
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_book_pickles_of_every_protocol(tmp_path, simple, protocol):
+    path = tmp_path / "params.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({key: value for key, value in simple.params.items()}, f, protocol=protocol)
+    other = SMALL_NETS["SimpleConvNet"](seed=5)
+    other.load_params(path)
+    assert all(np.array_equal(other.params[k], v) for k, v in simple.params.items())
+
+
+def test_save_replaces_atomically(tmp_path, simple, monkeypatch):
+    path = tmp_path / "p.npz"
+    simple.save_params(path)
+    before = path.read_bytes()
+    other = SMALL_NETS["SimpleConvNet"](seed=9)
+
+    def fail(*args, **kwargs):
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="simulated"):
+        other.save_params(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]  # no temporary file left
+    other.save_params(path)
+    assert path.read_bytes() != before
+
+
+def test_config_mismatch_warns_and_other_net_refused(tmp_path):
+    path = tmp_path / "lenet.npz"
+    LeNet(activation="relu", seed=0).save_params(path)
+    with pytest.warns(UserWarning, match="activation"):
+        LeNet(activation="sigmoid", seed=0).load_params(path)
+    SMALL_NETS["DeepConvNet"](seed=0).save_params(path)
+    with pytest.raises(ValueError, match="DeepConvNet.*SimpleConvNet"):
+        SMALL_NETS["SimpleConvNet"](seed=0).load_params(path)
+
+
+# --------------------------------------------------------------------------
+# Refused .npz files
+# --------------------------------------------------------------------------
+
+
+def good_arrays(net):
+    return {key: value.copy() for key, value in net.params.items()}
+
+
+def test_wrong_shape_refused_and_nothing_loaded(tmp_path, simple):
+    arrays = good_arrays(SMALL_NETS["SimpleConvNet"](seed=3))
+    arrays["W2"] = arrays["W2"][:-1]
+    path = write_npz(tmp_path / "p.npz", **arrays)
+    w1 = simple.params["W1"].copy()
+    with pytest.raises(ValueError, match=r"'W2' has shape \(47, 6\).*\(48, 6\)"):
+        simple.load_params(path)
+    assert np.array_equal(simple.params["W1"], w1)  # all or nothing
+
+
+@pytest.mark.parametrize("change", ["missing", "extra"])
+def test_missing_or_extra_key_refused(tmp_path, simple, change):
+    arrays = good_arrays(simple)
+    if change == "missing":
+        del arrays["b3"]
+    else:
+        arrays["W4"] = np.zeros((2, 2))
+    path = write_npz(tmp_path / "p.npz", **arrays)
+    key = "b3" if change == "missing" else "W4"
+    with pytest.raises(
+        ValueError, match=f"{'missing' if change == 'missing' else 'unexpected'}.*'{key}'"
+    ):
+        simple.load_params(path)
+
+
+def test_dtype_mismatch_refused_unless_cast(tmp_path, simple):
+    arrays = {key: value.astype(np.float32) for key, value in simple.params.items()}
+    path = write_npz(tmp_path / "p.npz", **arrays)
+    with pytest.raises(ValueError, match="'W1' has dtype float32.*float64"):
+        simple.load_params(path)
+    simple.load_params(path, cast=True)
+    assert simple.params["W1"].dtype == np.float64
+    assert np.array_equal(simple.params["W1"], arrays["W1"].astype(np.float64))
+    arrays["W1"] = arrays["W1"].astype(np.int64)
+    with pytest.raises(ValueError, match="'W1' has dtype int64"):
+        simple.load_params(write_npz(tmp_path / "i.npz", **arrays), cast=True)
+
+
+def test_object_array_npz_refused(tmp_path, simple):
+    arrays = good_arrays(simple)
+    arrays["b1"] = np.array([1.0, "x", None], dtype=object)  # np.savez pickles it
+    path = write_npz(tmp_path / "p.npz", **arrays)
+    with pytest.raises(ValueError, match="'b1'.*pickle"):
+        simple.load_params(path)
+
+
+@pytest.mark.parametrize(
+    ("meta", "match"),
+    [
+        (np.array("{not json"), "not valid JSON"),
+        (np.array(json.dumps({"format": "other"})), "not cconv metadata"),
+        (np.array(json.dumps({"format": "cconv-params", "version": 99})), "version 99"),
+        (np.array(["{}"]), "0-d unicode"),
+    ],
+)
+def test_bad_meta_refused(tmp_path, simple, meta, match):
+    path = write_npz(tmp_path / "p.npz", __meta__=meta, **good_arrays(simple))
+    with pytest.raises(ValueError, match=match):
+        simple.load_params(path)
+
+
+def test_garbage_and_truncated_files_refused(tmp_path, simple):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x00\x01 this is no params file")
+    with pytest.raises(ValueError, match="neither an .npz archive nor a readable params pickle"):
+        simple.load_params(garbage)
+    good = tmp_path / "good.npz"
+    simple.save_params(good)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated.npz"):
+        simple.load_params(truncated)
+    with pytest.raises(FileNotFoundError):
+        simple.load_params(tmp_path / "absent.npz")
+
+
+def test_save_refuses_what_needs_pickle_or_reserved_names(tmp_path):
+    with pytest.raises(ValueError, match="object"):
+        params_io.save_params(tmp_path / "a.npz", {"W1": np.array([None])})
+    with pytest.raises(ValueError, match="reserved"):
+        params_io.save_params(tmp_path / "b.npz", {"__meta__": np.zeros(1)})
+    with pytest.raises(ValueError, match="JSON"):
+        params_io.save_params(tmp_path / "c.npz", {"W1": np.zeros(1)}, {"config": {"f": object()}})
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------
+# Refused pickles: nothing may run
+# --------------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this calls ``func(code)``; only test_payload_is_live lets plain pickle do it."""
+
+    def __init__(self, code, func=exec):
+        self.code, self.func = code, func
+
+    def __reduce__(self):
+        return (self.func, (self.code,))
+
+
+def _touch_code(sentinel):
+    return f"open({str(sentinel)!r}, 'w').close()"
+
+
+def test_payload_is_live(tmp_path):
+    """Control: the payload used below does create the sentinel when plain pickle loads it."""
+    sentinel = tmp_path / "control"
+    pickle.loads(pickle.dumps(_Payload(_touch_code(sentinel))))
+    assert sentinel.exists()
+
+
+def _malicious_pickles(sentinel):
+    code = _touch_code(sentinel)
+    shell = f"touch {sentinel}"
+    return {
+        "exec": pickle.dumps({"W1": _Payload(code)}),
+        "os.system": pickle.dumps({"W1": _Payload(shell, os.system)}, protocol=2),
+        "eval-protocol-0": pickle.dumps(_Payload(code, eval), protocol=0),
+        "hand-written GLOBAL": f"cos\nsystem\n(S'{shell}'\ntR.".encode(),
+        "nested in an array dict": pickle.dumps({"W1": np.zeros(3), "b1": [_Payload(code)]}),
+        "numpy function": pickle.dumps({"W1": _Payload(str(sentinel), np.save)}),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_malicious_pickles("x")))
+def test_malicious_pickle_refused_and_not_run(tmp_path, simple, kind):
+    sentinel = tmp_path / "pwned"
+    path = tmp_path / "params.pkl"
+    path.write_bytes(_malicious_pickles(sentinel)[kind])
+    with pytest.raises(UnsafePickleError, match="refusing to unpickle global") as info:
+        simple.load_params(path)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, pickle.UnpicklingError)
+    assert not sentinel.exists()
+    assert not (tmp_path / "pwned.npy").exists()
+
+
+@pytest.mark.parametrize(
+    ("obj", "match"),
+    [
+        (np.array([1, "a"], dtype=object), "object dtype"),
+        ({"W1": np.array([1.0, None], dtype=object)}, "object dtype"),
+        ([np.zeros(2)], "must hold a dict"),
+        ({"W1": [1.0, 2.0]}, "numeric NumPy array"),
+        ({"W1": np.array(["a", "b"])}, "numeric NumPy array"),
+        ({1: np.zeros(2)}, "names must be strings"),
+    ],
+    ids=["object-array", "object-array-in-dict", "list", "list-value", "string-array", "int-key"],
+)
+def test_non_params_pickles_refused(tmp_path, simple, obj, match):
+    path = tmp_path / "params.pkl"
+    path.write_bytes(pickle.dumps(obj))
+    with pytest.raises(ValueError, match=match):
+        simple.load_params(path)
+
+
+# --------------------------------------------------------------------------
+# The book's real files
+# --------------------------------------------------------------------------
+
+
+@nu.requires_shared_data
+@pytest.mark.parametrize(
+    ("name", "cls", "n_layers"),
+    [("simple_convnet", SimpleConvNet, 3), ("deep_convnet", DeepConvNet, 8)],
+)
+def test_book_pickles_read_safely(name, cls, n_layers):
+    params, meta = read_params(nu.book_params_path(name))
+    assert meta is None
+    assert list(params) == [f"{p}{i}" for i in range(1, n_layers + 1) for p in "Wb"]
+    assert all(v.dtype == np.float64 for v in params.values())
+    net = cls(seed=0)
+    assert {k: v.shape for k, v in params.items()} == {k: v.shape for k, v in net.params.items()}
+    with pytest.raises(ValueError, match="no '__meta__'"):
+        load_network(nu.book_params_path(name))
+
+
+def test_zip_without_npy_members_refused(tmp_path, simple):
+    path = tmp_path / "p.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("W1.npy", b"not an npy header")
+    with pytest.raises(ValueError, match="'W1'"):
+        simple.load_params(path)
