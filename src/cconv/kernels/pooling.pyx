@@ -393,10 +393,11 @@ cdef bint _argmax_in_range(const int64_t[:, :, :, :] argmax, int64_t size) noexc
 
 
 cdef bint _flat_argmax_in_range(const int64_t[::1] argmax, int64_t size) noexcept nogil:
-    """Contiguous case of :func:`_argmax_in_range`: one vectorisable pass."""
-    cdef Py_ssize_t i
+    """Contiguous case of :func:`_argmax_in_range`: one vectorisable pass, in parallel."""
+    cdef Py_ssize_t i, n = argmax.shape[0]
     cdef uint64_t bad = 0
-    for i in range(argmax.shape[0]):
+    for i in prange(n, schedule="static",
+                    num_threads=clamp_threads(effective_num_threads(), n, n)):
         bad |= <uint64_t>argmax[i] >= <uint64_t>size
     return bad == 0
 
