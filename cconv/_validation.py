@@ -27,6 +27,10 @@ __all__ = [
 
 _MAX_INTP = np.iinfo(np.intp).max
 
+#: Largest filter size, stride or pad accepted: products of two such sizes and
+#: the index arithmetic of the compiled kernels then stay far from overflow.
+MAX_WINDOW_PARAM = 2**31 - 1
+
 
 def _int_value(value, name):
     """Return ``value`` as a Python int; bools, floats and others are refused."""
@@ -40,28 +44,33 @@ def _int_value(value, name):
         ) from None
 
 
+def _check_range(value, name, minimum):
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > MAX_WINDOW_PARAM:
+        raise ValueError(f"{name} must be at most {MAX_WINDOW_PARAM}, got {value}")
+
+
 def as_positive_int(value, name):
-    """Return ``value`` as an int >= 1 (e.g. a filter size)."""
+    """Return ``value`` as an int in [1, MAX_WINDOW_PARAM] (e.g. a filter size)."""
     value = _int_value(value, name)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    _check_range(value, name, 1)
     return value
 
 
 def as_pair(value, name, minimum):
-    """Return an int or an ``(h, w)`` pair as a tuple of two ints >= ``minimum``."""
-    if isinstance(value, (tuple, list, np.ndarray)):
-        if len(value) != 2:
+    """Return an int or an ``(h, w)`` pair as two ints in [``minimum``, MAX_WINDOW_PARAM]."""
+    if isinstance(value, (tuple, list)) or np.ndim(value) > 0:
+        if np.ndim(value) != 1 or len(value) != 2:
             raise ValueError(
-                f"{name} must be an int or an (h, w) pair, got {len(value)} values: {value!r}"
+                f"{name} must be an int or an (h, w) pair, got {value!r}"
             )
         pair = tuple(_int_value(v, name) for v in value)
     else:
         v = _int_value(value, name)
         pair = (v, v)
-    if min(pair) < minimum:
-        shown = pair[0] if pair[0] == pair[1] else pair
-        raise ValueError(f"{name} must be >= {minimum}, got {shown}")
+    for v in pair:
+        _check_range(v, name, minimum)
     return pair
 
 

@@ -2,7 +2,7 @@
 
 A consumer module (``cimport_consumer/``) cimports ``cconv.kernels.im2col``,
 ``col2im`` and ``pooling`` from the *installed* package, is compiled once per
-session in a temporary folder, and calls every core inside ``with nogil:``.
+test run in a temporary folder, and calls every core inside ``with nogil:``.
 Its results must equal the Python API's bit for bit, although its output
 buffers start full of NaN (the cores zero what they accumulate).
 """

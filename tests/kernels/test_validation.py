@@ -51,6 +51,12 @@ BAD_STRIDES = [
     (None, TypeError),
     ((1, 2, 3), (ValueError, TypeError)),
     ((1,), (ValueError, TypeError)),
+    # past 2**31 - 1 the kernels' C arithmetic would overflow
+    (2**31, ValueError),
+    (2**62, ValueError),
+    (2**63, ValueError),
+    ((1, 2**70), ValueError),
+    (np.array([[1, 1]]), ValueError),
 ]
 
 BAD_PADS = [
@@ -62,11 +68,16 @@ BAD_PADS = [
     (None, TypeError),
     ((0, 0, 0), (ValueError, TypeError)),
     ((1,), (ValueError, TypeError)),
+    (2**31, ValueError),
+    (2**62, ValueError),
+    ((2**70, 0), ValueError),
 ]
 
 BAD_SIZES = [
     (0, ValueError),
     (-1, ValueError),
+    (2**31, ValueError),
+    (2**63, ValueError),
     (2.0, TypeError),
     (True, TypeError),
     (None, TypeError),
@@ -88,6 +99,35 @@ def test_bad_pad(call, value, exc):
 def test_bad_window_size(call, axis, value, exc):
     name = window_names(call.name)[axis]
     assert_raises(call, exc, name, **{name: value})
+
+
+def test_zero_dimensional_array_is_an_int(call):
+    """np.array(1) is a valid stride, as an int would be."""
+    expected = call()
+    for got, want in zip(call(stride=np.array(call.kwargs["stride"])), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kernel", POOLING)
+def test_huge_window_costs_what_the_image_costs(kernel):
+    """A 2**31-1 window (pad 2**30-1) on a 1x1 image: the loops are bounded by
+    the image, not the window, and the window position does not overflow."""
+    size, pad = 2**31 - 1, 2**30 - 1
+    x = np.full((1, 1, 1, 1), 3.0)
+    geometry = {"pool_h": size, "pool_w": size, "stride": 1, "pad": pad}
+    out, argmax = cconv.max_pool2d(x, **geometry)
+    assert out.shape == (1, 1, 1, 1) and out[0, 0, 0, 0] == 3.0
+    assert argmax[0, 0, 0, 0] == pad * size + pad  # the pixel's place in the window
+    if kernel == "max_pool2d_backward":
+        dx = cconv.max_pool2d_backward(np.ones_like(out), argmax, x.shape, **geometry)
+        np.testing.assert_array_equal(dx, [[[[1.0]]]])
+    elif kernel == "avg_pool2d":
+        np.testing.assert_allclose(cconv.avg_pool2d(x, **geometry), 3.0 / size**2, rtol=1e-12)
+        np.testing.assert_array_equal(
+            cconv.avg_pool2d(x, **geometry, count_include_pad=False), [[[[3.0]]]])
+    elif kernel == "avg_pool2d_backward":
+        dx = cconv.avg_pool2d_backward(np.ones_like(out), x.shape, **geometry)
+        np.testing.assert_allclose(dx, 1.0 / size**2, rtol=1e-12)
 
 
 @pytest.mark.parametrize("axis", [0, 1], ids=["h", "w"])
@@ -224,15 +264,22 @@ def test_dout_shape_not_matching_input_shape(rng, kernel, axis):
         (lambda a: np.where(a == a.flat[0], -1, a), ValueError),
         (lambda a: np.where(a == a.flat[0], 9, a), ValueError),  # == pool_h * pool_w
         (lambda a: np.full_like(a, 2**40), ValueError),
+        (lambda a: np.full(a.shape, 2**64 - 1, np.uint64), ValueError),  # not -1 once cast
         (lambda a: a.astype(np.float64), TypeError),
         (lambda a: a.astype(np.complex128), TypeError),
         (lambda a: a.astype(np.bool_), TypeError),
     ],
-    ids=["short", "3-D", "negative", "too_large", "huge", "float64", "complex", "bool"],
+    ids=["short", "3-D", "negative", "too_large", "huge", "uint64", "float64", "complex", "bool"],
 )
 def test_bad_argmax(rng, make_argmax, exc):
     call = kernel_call("max_pool2d_backward", rng)
     assert_raises(call, exc, "argmax", argmax=make_argmax(call.kwargs["argmax"]))
+
+
+def test_bad_argmax_message_shows_the_values_given(rng):
+    call = kernel_call("max_pool2d_backward", rng)
+    argmax = np.full(call.kwargs["argmax"].shape, 2**64 - 1, np.uint64)
+    assert_raises(call, ValueError, str(2**64 - 1), argmax=argmax)
 
 
 def test_argmax_range_uses_the_window_size(rng):

@@ -1,4 +1,4 @@
-# Small helpers shared by the kernel modules (inlined, no C API of their own).
+# Inline functions shared by the kernel modules (no C API of their own).
 
 
 cdef inline Py_ssize_t clip_low(Py_ssize_t start) noexcept nogil:

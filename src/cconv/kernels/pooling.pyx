@@ -60,8 +60,19 @@ cdef inline Window _window(const Geometry* g, Py_ssize_t oy, Py_ssize_t ox) noex
 
 cdef inline double _divisor(const Geometry* g, const Window* w, bint count_include_pad) noexcept nogil:
     if count_include_pad:
-        return g.pool_h * g.pool_w
-    return (w.ky1 - w.ky0) * (w.kx1 - w.kx0)
+        return <double>g.pool_h * g.pool_w
+    return <double>(w.ky1 - w.ky0) * (w.kx1 - w.kx0)
+
+
+cdef inline void _offsets_reaching_image(const Geometry* g, Py_ssize_t* kx_lo,
+                                         Py_ssize_t* kx_hi) noexcept nogil:
+    """Window columns kx in [kx_lo, kx_hi) that fall inside the image for some window.
+
+    Loops over window offsets stay bounded by the image, however wide the
+    window and its padding.
+    """
+    kx_lo[0] = max(0, g.pad_w - (g.out_w - 1) * g.stride_w)
+    kx_hi[0] = min(g.pool_w, g.W + g.pad_w)
 
 
 # ---------------------------------------------------------------- plane workers
@@ -152,8 +163,10 @@ cdef inline void _avg_plane(const Geometry* g, const char* src, Py_ssize_t s_h, 
     Window sums are accumulated in the output row, offset by offset in
     row-major order, then divided by each window's divisor.
     """
-    cdef Py_ssize_t oy, ox, ky, kx, iy, lo, hi
+    cdef Py_ssize_t oy, ox, ky, kx, iy, iy0, lo, hi
     cdef Py_ssize_t step = g.stride_w * s_w
+    cdef Py_ssize_t kx_lo, kx_hi
+    _offsets_reaching_image(g, &kx_lo, &kx_hi)
     cdef Window w
     cdef floating* out_row
     cdef const char* p
@@ -161,11 +174,10 @@ cdef inline void _avg_plane(const Geometry* g, const char* src, Py_ssize_t s_h, 
         out_row = out + oy * g.out_w
         for ox in range(g.out_w):
             out_row[ox] = 0
-        for ky in range(g.pool_h):
-            iy = oy * g.stride_h - g.pad_h + ky
-            if iy < 0 or iy >= g.H:
-                continue
-            for kx in range(g.pool_w):
+        iy0 = oy * g.stride_h - g.pad_h
+        for ky in range(clip_low(iy0), clip_high(iy0, g.pool_h, g.H)):
+            iy = iy0 + ky
+            for kx in range(kx_lo, kx_hi):
                 valid_range(kx - g.pad_w, g.stride_w, g.W, g.out_w, &lo, &hi)
                 p = src + iy * s_h + (lo * g.stride_w + kx - g.pad_w) * s_w
                 for ox in range(lo, hi):
@@ -191,8 +203,10 @@ cdef inline void _avg_backward_plane(const Geometry* g, const char* dout, Py_ssi
     pixels under that offset.
     """
     cdef floating share[SHARE_CHUNK]
-    cdef Py_ssize_t oy, ox, ox0, ox1, ky, kx, iy, lo, hi
+    cdef Py_ssize_t oy, ox, ox0, ox1, ky, kx, iy, iy0, lo, hi
     cdef Py_ssize_t W = g.W, stride_w = g.stride_w, pad_w = g.pad_w
+    cdef Py_ssize_t kx_lo, kx_hi
+    _offsets_reaching_image(g, &kx_lo, &kx_hi)
     cdef Window w
     cdef floating* d
     memset(dx, 0, g.H * W * sizeof(floating))
@@ -204,11 +218,10 @@ cdef inline void _avg_backward_plane(const Geometry* g, const char* dout, Py_ssi
                 w = _window(g, oy, ox)
                 share[ox - ox0] = <floating>((<const floating*>(dout + oy * s_h + ox * s_w))[0]
                                              / _divisor(g, &w, count_include_pad))
-            for ky in range(g.pool_h):
-                iy = oy * g.stride_h - g.pad_h + ky
-                if iy < 0 or iy >= g.H:
-                    continue
-                for kx in range(g.pool_w):
+            iy0 = oy * g.stride_h - g.pad_h
+            for ky in range(clip_low(iy0), clip_high(iy0, g.pool_h, g.H)):
+                iy = iy0 + ky
+                for kx in range(kx_lo, kx_hi):
                     valid_range(kx - pad_w, stride_w, W, g.out_w, &lo, &hi)
                     lo = min(max(lo, ox0), ox1)
                     hi = max(min(hi, ox1), lo)
@@ -409,16 +422,17 @@ def _check_argmax(argmax, out_shape, window):
         raise TypeError(f"argmax must be an integer ndarray (as max_pool2d returns), got {kind}")
     if argmax.shape != out_shape:
         raise ValueError(f"argmax must have dout's shape {out_shape}, got {argmax.shape}")
+    given = argmax
     argmax = argmax.astype(np.int64, copy=False)
-    cdef bint ok
-    if argmax.flags.c_contiguous:
+    cdef bint ok = given.dtype.kind == "i" or given.max(initial=0) < window
+    if ok and argmax.flags.c_contiguous:
         ok = _flat_argmax_in_range(argmax.reshape(-1), window)
-    else:
+    elif ok:
         ok = _argmax_in_range(argmax, window)
     if not ok:
         raise ValueError(
             f"argmax values must be window positions in [0, {window}), got values "
-            f"from {argmax.min()} to {argmax.max()}"
+            f"from {given.min()} to {given.max()}"
         )
     return argmax
 
