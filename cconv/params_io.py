@@ -10,7 +10,12 @@ Nothing in it needs pickle: it is read with ``np.load(allow_pickle=False)``.
 :func:`read_params` also accepts a parameters pickle saved by the book's
 ``save_params`` (a dict of NumPy arrays). It is read through
 :class:`RestrictedUnpickler`, which admits only the handful of globals that
-NumPy arrays need and refuses everything else before it can run.
+NumPy arrays need and refuses everything else before it can run; it also
+refuses to restore the state of anything but an array or a dtype, and a
+dtype state that is not exactly the one NumPy writes for that plain dtype
+(forged flags, fields or sizes). Every array read from a pickle must then
+have a plain numeric dtype (:func:`is_plain_numeric_dtype`) and is copied
+into a fresh array of a fresh dtype, so nothing of the pickled objects is kept.
 
 Files are recognised by their content, not their name: ``save_params("params.pkl")``
 (as the book's scripts call it) writes an ``.npz`` archive under that name and
@@ -20,6 +25,7 @@ Files are recognised by their content, not their name: ``save_params("params.pkl
 import json
 import os
 import pickle
+import reprlib
 import zipfile
 
 import numpy as np
@@ -38,6 +44,8 @@ __all__ = [
     "RestrictedUnpickler",
     "UnsafePickleError",
     "assign_params",
+    "check_param_shapes",
+    "is_plain_numeric_dtype",
     "load_params",
     "read_params",
     "save_params",
@@ -117,11 +125,110 @@ class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """A pickle asked for something other than NumPy arrays and plain containers."""
 
 
-def _dtype(*args):
-    dtype = np.dtype(*args)
+#: Kinds of the dtypes a parameter array may have: bool, int, unsigned, float.
+_NUMERIC_KINDS = "biuf"
+
+
+def is_plain_numeric_dtype(dtype):
+    """True if ``dtype`` is exactly a builtin bool, integer or float dtype (any byte order).
+
+    Equality alone is not enough: a dtype restored from a pickle can compare
+    equal to ``float64`` and still carry other flags (for example "holds
+    Python objects"), an alignment, fields, a sub-array or metadata. This
+    compares all of them with the dtype NumPy builds from the type string.
+    """
+    if not isinstance(dtype, np.dtype) or dtype.kind not in _NUMERIC_KINDS:
+        return False
+    plain = np.dtype(dtype.str)
+    return (
+        type(dtype) is type(plain)
+        and dtype == plain
+        and dtype.str == plain.str
+        and dtype.flags == plain.flags
+        and not dtype.hasobject
+        and dtype.fields is None
+        and dtype.subdtype is None
+        and dtype.metadata is None
+        and dtype.itemsize == plain.itemsize
+        and dtype.alignment == plain.alignment
+    )
+
+
+def _flag(value):
+    return type(value) in (bool, int) and value in (0, 1)
+
+
+def _dtype(obj, align=False, copy=False):
+    # NumPy pickles a dtype as dtype('f8', False, True) (old versions: 0, 1)
+    # followed by its state (BUILD). Always a new dtype object (copy), never
+    # NumPy's shared one.
+    if type(obj) is not str or not _flag(align) or not _flag(copy):
+        raise UnsafePickleError(
+            f"refusing dtype{reprlib.repr((obj, align, copy))}: NumPy pickles a dtype as "
+            "dtype(type string, bool, bool)"
+        )
+    dtype = np.dtype(obj, bool(align), True)
     if dtype.hasobject:
         raise UnsafePickleError(f"refusing to unpickle an object dtype ({dtype})")
     return dtype
+
+
+def _check_dtype_state(dtype, state):
+    """Refuse a dtype state other than the one NumPy writes for the plain dtype ``dtype.str``.
+
+    The state sets flags, fields, sizes and alignment directly; a forged one
+    gives a dtype that equals ``float64`` but claims to hold Python objects.
+    """
+    expected = None
+    if type(state) is tuple and len(state) > 1 and state[1] in ("<", ">", "|"):
+        plain = np.dtype(dtype.str)
+        if state[1] != "|":
+            plain = plain.newbyteorder(state[1])
+        expected = plain.__reduce__()[2]
+    if (
+        expected is None
+        or len(state) != len(expected)
+        or not all(type(got) is type(want) and got == want for got, want in zip(state, expected))
+    ):
+        raise UnsafePickleError(
+            f"refusing dtype state {reprlib.repr(state)} for {dtype}: not the state NumPy "
+            f"writes for a plain {dtype.str} dtype"
+        )
+
+
+class _NdarrayClass:
+    """What ``numpy.ndarray`` resolves to in a params pickle: a token for ``_reconstruct``.
+
+    NumPy names the class only as the first argument of ``_reconstruct``; the
+    token cannot be called, so a pickle cannot build arrays of any shape with it.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<numpy.ndarray in a params pickle>"
+
+
+_NDARRAY = _NdarrayClass()
+
+
+def _reconstruct(subtype, shape, typecode):
+    # NumPy pickles an array as _reconstruct(ndarray, (0,), b'b') followed by
+    # its state: an empty array, filled by BUILD from the pickled bytes.
+    if not (
+        subtype is _NDARRAY
+        and type(shape) is tuple
+        and len(shape) == 1
+        and type(shape[0]) is int
+        and shape[0] == 0
+        and type(typecode) in (bytes, str)
+        and typecode in (b"b", "b")
+    ):
+        raise UnsafePickleError(
+            f"refusing _reconstruct{reprlib.repr((subtype, shape, typecode))}: NumPy pickles an "
+            "array as _reconstruct(ndarray, (0,), b'b')"
+        )
+    return _multiarray._reconstruct(np.ndarray, (0,), typecode)
 
 
 def _codecs_encode(text, encoding="utf-8", errors="strict"):
@@ -134,28 +241,52 @@ def _codecs_encode(text, encoding="utf-8", errors="strict"):
 
 #: (module, name) -> object: everything a pickled dict of NumPy arrays needs.
 _ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _dtype,
     ("_codecs", "encode"): _codecs_encode,
 }
 for _module in ("numpy.core", "numpy._core"):
-    _ALLOWED_GLOBALS[(f"{_module}.multiarray", "_reconstruct")] = _multiarray._reconstruct
+    _ALLOWED_GLOBALS[(f"{_module}.multiarray", "_reconstruct")] = _reconstruct
     _ALLOWED_GLOBALS[(f"{_module}.multiarray", "scalar")] = _multiarray.scalar
     _ALLOWED_GLOBALS[(f"{_module}.numeric", "_frombuffer")] = _numeric._frombuffer
 del _module
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle._Unpickler):
     """An unpickler that admits only NumPy arrays, dtypes, scalars and builtin containers.
 
-    ``find_class`` returns objects from a fixed allow-list (``ndarray``,
-    ``dtype`` without object fields, ``_reconstruct``, ``scalar``,
+    ``find_class`` returns objects from a fixed allow-list (``dtype`` without
+    object fields, ``_reconstruct`` of an empty ``ndarray``, ``scalar``,
     ``_frombuffer`` under both ``numpy.core`` and ``numpy._core``, and
     ``_codecs.encode`` restricted to latin-1) and raises
     :class:`UnsafePickleError` for any other global, so a pickle that
     references ``os.system``, ``builtins.eval`` or a user class is refused
     before anything is called. Persistent ids are refused too.
+
+    The ``BUILD`` opcode (restore an object's state) is admitted only on an
+    array and on a dtype, and on a dtype only with exactly the state NumPy
+    writes for that plain dtype: a forged state could set the dtype's flags
+    (claim it holds Python objects), fields or sizes, and ``BUILD`` on one of
+    the allowed functions would set attributes on it for the whole process.
+    To see ``BUILD`` this is the pure-Python unpickler (``pickle._Unpickler``:
+    the C one calls ``__setstate__`` with no hook); params pickles are a few
+    large byte strings, so it is not slower in any way that matters.
     """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def load_build(self):
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.dtype):
+            _check_dtype_state(inst, state)
+        elif type(inst) is not np.ndarray:
+            raise UnsafePickleError(
+                f"refusing BUILD (set the state) of a {type(inst).__name__}: a params pickle "
+                "restores the state of arrays and dtypes only"
+            )
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module, name):
         try:
@@ -187,11 +318,17 @@ def _read_pickle(path):
     for key, value in obj.items():
         if not isinstance(key, str):
             raise ValueError(f"{path}: parameter names must be strings, got {key!r}")
-        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in _NUMERIC_KINDS:
             raise ValueError(
                 f"{path}: parameter {key!r} must be a numeric NumPy array, got {_describe(value)}"
             )
-        params[key] = value
+        if not is_plain_numeric_dtype(value.dtype):
+            raise UnsafePickleError(
+                f"{path}: parameter {key!r} has a dtype that is not a plain {value.dtype.str} "
+                "(its flags, fields, alignment or metadata differ)"
+            )
+        # A fresh array of a fresh dtype: nothing of the unpickled objects is kept.
+        params[key] = np.array(value, dtype=np.dtype(value.dtype.str), copy=True)
     return params, None
 
 
@@ -308,30 +445,42 @@ def load_params(path, params, cast=False):
     return meta
 
 
+def check_param_shapes(loaded, shapes, source="params", expected="the network expects"):
+    """Check that ``loaded`` has exactly the keys of ``shapes``, each with that shape.
+
+    ``shapes`` maps each key to a shape tuple (see
+    :meth:`cconv.nets.Network.param_shapes`). Raises ``ValueError`` naming
+    ``source`` and the first missing, extra or mis-shaped key; ``expected``
+    introduces the wanted shape in the message.
+    """
+    missing = [key for key in shapes if key not in loaded]
+    extra = [key for key in loaded if key not in shapes]
+    if missing:
+        raise ValueError(
+            f"{source}: missing parameter(s) {', '.join(map(repr, missing))} "
+            f"(the network has {list(shapes)})"
+        )
+    if extra:
+        raise ValueError(
+            f"{source}: unexpected parameter(s) {', '.join(map(repr, extra))} "
+            f"(the network has {list(shapes)})"
+        )
+    for key, shape in shapes.items():
+        if loaded[key].shape != tuple(shape):
+            raise ValueError(
+                f"{source}: parameter {key!r} has shape {loaded[key].shape}, "
+                f"{expected} {tuple(shape)}"
+            )
+
+
 def assign_params(loaded, params, source="params", cast=False):
     """Check ``loaded`` against ``params`` (keys, shapes, dtypes), then copy it in place.
 
     ``source`` names the file in error messages. See :func:`load_params`.
     """
-    missing = [key for key in params if key not in loaded]
-    extra = [key for key in loaded if key not in params]
-    if missing:
-        raise ValueError(
-            f"{source}: missing parameter(s) {', '.join(map(repr, missing))} "
-            f"(the network has {list(params)})"
-        )
-    if extra:
-        raise ValueError(
-            f"{source}: unexpected parameter(s) {', '.join(map(repr, extra))} "
-            f"(the network has {list(params)})"
-        )
+    check_param_shapes(loaded, {key: target.shape for key, target in params.items()}, source)
     for key, target in params.items():
         value = loaded[key]
-        if value.shape != target.shape:
-            raise ValueError(
-                f"{source}: parameter {key!r} has shape {value.shape}, "
-                f"the network expects {target.shape}"
-            )
         if value.dtype != target.dtype and not (cast and value.dtype.kind == "f"):
             raise ValueError(
                 f"{source}: parameter {key!r} has dtype {value.dtype}, "

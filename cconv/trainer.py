@@ -6,21 +6,25 @@ script runs unchanged. On top of that:
 
 * a progress bar per epoch (steps, mean loss, images/s, ETA), see
   :mod:`cconv._progress`;
-* ``seed``: the mini-batches are drawn from a :class:`numpy.random.Generator`
-  owned by the trainer (random choice with replacement per step, as the book
-  does with ``np.random.choice``), so two runs with one seed see the same
-  batches;
+* ``seed``: each step draws its mini-batch at random with replacement, as
+  the book. Without a seed it draws from the global ``np.random`` exactly as
+  the book (``np.random.choice(train_size, batch_size)``), so a book script
+  that calls ``np.random.seed(0)`` first gives the same numbers on every
+  run; with a seed, from a :class:`numpy.random.Generator` owned by the
+  trainer, so two runs with one seed see the same batches whatever else
+  draws from ``np.random``;
 * a check after every step: a NaN or infinite loss stops training with
   :class:`TrainingDiverged`, and the checkpoint of the last good epoch stays
   as it was;
 * ``checkpoint_dir``: after each epoch one ``.npz`` (no pickle) holding the
-  parameters, the optimizer state, the generator states (the trainer's, the
-  ``rng`` of the network and of its layers, and the global ``np.random``:
-  dropout draws from them), the iteration and epoch counters, the lists and
-  the timing history, written atomically. ``resume=True`` continues from the
-  newest one along the very trajectory an uninterrupted run follows
-  (bit-identical losses and parameters). An interrupted run, Ctrl-C
-  included, loses at most the epoch in progress.
+  parameters, the optimizer state, the generator states (the trainer's when
+  it has one, the ``rng`` of the network and of its layers, and the global
+  ``np.random``: the batches without a seed and dropout draw from them), the
+  iteration and epoch counters, the lists and the timing history, written
+  atomically. ``resume=True`` continues from the newest one along the very
+  trajectory an uninterrupted run follows (bit-identical losses and
+  parameters). An interrupted run, Ctrl-C included, loses at most the epoch
+  in progress.
 
 Epochs
 ------
@@ -207,17 +211,23 @@ class Trainer:
         book), and show the progress bar on stderr. Without a progress bar,
         print every step's loss, as the book.
     seed : int or numpy.random.SeedSequence or numpy.random.Generator, optional
-        Seed of the generator that draws the mini-batches (anything
-        :func:`numpy.random.default_rng` accepts). ``None``: fresh entropy.
-        It does not seed the network's own randomness (the book's ``Dropout``
-        uses the global ``np.random``): seed that with ``np.random.seed``.
+        Seed of a generator of the trainer's own that draws the mini-batches
+        (anything :func:`numpy.random.default_rng` accepts). ``None`` (the
+        default): the batches come from the global ``np.random``, as the
+        book's ``np.random.choice(train_size, batch_size)``, so
+        ``np.random.seed`` before training makes the run repeat exactly. A
+        seed does not seed the network's own randomness (the book's
+        ``Dropout`` uses the global ``np.random``): seed that with
+        ``np.random.seed``.
     checkpoint_dir : str or os.PathLike, optional
         Folder for the per-epoch checkpoints ``epoch-NNNN.npz``. Created if
         needed; checked writable here, before any training.
     resume : bool
         Continue from the newest checkpoint in ``checkpoint_dir`` (loaded
         here): parameters (copied into ``network.params`` in place), optimizer
-        state, generator state (``seed`` is then ignored), counters, lists
+        state, the source of the batches and its state (``seed`` is then
+        ignored: the checkpoint says whether the batches come from a generator
+        of the trainer's or from ``np.random``), counters, lists
         and history. The states of the network's own generators (numpy
         Generators or RandomStates found as ``network.rng`` or as the ``rng``
         of a layer in ``network.layers``) and of the global ``np.random`` are
@@ -298,7 +308,8 @@ class Trainer:
         self._check_arguments()
 
         self.optimizer = self._make_optimizer(optimizer, optimizer_param)
-        self._rng = np.random.default_rng(seed)
+        # None: draw the batches from the global np.random, as the book.
+        self._rng = None if seed is None else np.random.default_rng(seed)
 
         self.train_size = x_train.shape[0]
         self.iter_per_epoch = max(self.train_size / mini_batch_size, 1)
@@ -432,7 +443,8 @@ class Trainer:
     def train_step(self):
         """One step on a random mini-batch (with replacement), as the book.
 
-        Draws the batch from the trainer's generator, computes the gradient,
+        Draws the batch from the trainer's generator (from ``np.random``
+        without a seed, as the book), computes the gradient,
         updates the parameters, appends the loss to ``train_loss_list``, and
         on the first step of an epoch measures the accuracies. Returns the
         loss.
@@ -443,7 +455,10 @@ class Trainer:
             If the loss is NaN or infinite.
         """
         iteration = self.current_iter
-        batch_mask = self._rng.choice(self.train_size, self.batch_size)
+        if self._rng is None:
+            batch_mask = np.random.choice(self.train_size, self.batch_size)
+        else:
+            batch_mask = self._rng.choice(self.train_size, self.batch_size)
         x_batch = self.x_train[batch_mask]
         t_batch = self.t_train[batch_mask]
 
@@ -645,9 +660,11 @@ class Trainer:
             meta["optimizer_kinds"][key] = kind
             arrays[f"optimizer/{key}"] = np.asarray(value)
         arrays["meta"] = np.array(json.dumps(meta))
-        # Generator states as JSON in 0-d unicode arrays: the trainer's, the
-        # network's own (dropout), and the global np.random (the book's dropout).
-        arrays["rng_state"] = _rng_json(self._rng.bit_generator.state)
+        # Generator states as JSON in 0-d unicode arrays: the trainer's (null
+        # without a seed: the batches come from np.random), the network's own
+        # (dropout), and the global np.random (the batches without a seed, the
+        # book's dropout).
+        arrays["rng_state"] = _rng_json(None if self._rng is None else self._rng.bit_generator.state)
         arrays["global_rng_state"] = _rng_json(_get_rng_state(np.random))
         arrays["network_rng_states"] = _rng_json([_get_rng_state(rng) for rng in _network_rngs(self.network)])
         arrays["current_iter"] = np.array(self.current_iter, dtype=np.int64)
@@ -754,7 +771,7 @@ class Trainer:
                 f"the network draws from {len(network_rngs)} generator(s) of its own (rng of the network "
                 f"or its layers), the checkpoint holds the state of {len(network_rng_states)}"
             )
-        if rng_class is None:
+        if rng_class is None and rng_state is not None:  # None: the batches come from np.random
             problems.append("the generator state names no known numpy bit generator")
         if problems:
             raise CheckpointError(f"checkpoint {path} does not fit this training run: " + "; ".join(problems))
@@ -776,8 +793,11 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path}: the optimizer state does not fit: {exc}") from exc
         for key, value in saved_params.items():
             params[key][...] = value
-        self._rng = np.random.Generator(rng_class())
-        _set_rng_state(self._rng, rng_state)
+        if rng_state is None:
+            self._rng = None
+        else:
+            self._rng = np.random.Generator(rng_class())
+            _set_rng_state(self._rng, rng_state)
         _set_rng_state(np.random, json.loads(str(arrays["global_rng_state"])))
         for rng, state in zip(network_rngs, network_rng_states):
             _set_rng_state(rng, state)

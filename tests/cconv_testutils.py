@@ -342,3 +342,60 @@ def numerical_gradient(f, x, eps=1e-3):
         flat_x[i] = saved
         flat_grad[i] = (upper - lower) / (2 * eps)
     return grad
+
+
+# --------------------------------------------------------------------------
+# Shared data (MNIST test set, the book's parameters), for the network and trainer tests
+# --------------------------------------------------------------------------
+
+
+def shared_data():
+    """``$CCONV_SHARED_DATA`` or ``<repo>/../shared/data`` (a Path; may not exist).
+
+    The read-only folder holding ``mnist-test/`` (the MNIST test set as gzip
+    IDX files) and ``book-params/`` (the book's trained parameters).
+    """
+    import os
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    return Path(os.environ.get("CCONV_SHARED_DATA", default))
+
+
+def read_idx(path):
+    """Read a gzip IDX file: magic 2049 (labels, 1-D) or 2051 (images, 3-D), big-endian dims."""
+    import gzip
+
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[:4], "big")
+    ndim = {2049: 1, 2051: 3}.get(magic)
+    if ndim is None:
+        raise ValueError(f"{path}: unexpected IDX magic {magic}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != math.prod(dims):
+        raise ValueError(f"{path}: {array.size} values for dims {dims}")
+    return array.reshape(dims)
+
+
+_MNIST_TEST = []
+
+
+def load_mnist_test():
+    """The 10,000 MNIST test images of :func:`shared_data` as the book loads them, and their labels.
+
+    Returns ``x`` float32 ``(10000, 1, 28, 28)`` in [0, 1] (``uint8 -> float32``,
+    then ``/= 255.0``, as ``load_mnist(normalize=True, flatten=False)``) and
+    ``t`` int64 ``(10000,)``. Read-only arrays, read once.
+    """
+    if not _MNIST_TEST:
+        folder = shared_data() / "mnist-test"
+        x = read_idx(folder / "t10k-images-idx3-ubyte.gz").astype(np.float32)
+        x /= 255.0
+        x = x.reshape(-1, 1, 28, 28)
+        t = read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+        x.flags.writeable = False
+        t.flags.writeable = False
+        _MNIST_TEST.append((x, t))
+    return _MNIST_TEST[0]

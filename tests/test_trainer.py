@@ -6,14 +6,12 @@ blobs, so they take milliseconds and depend on no other network code. One
 test trains the real SimpleConvNet on real MNIST images.
 """
 
-import gzip
 import io
 import json
 import os
 import signal
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +19,8 @@ import pytest
 from cconv import trainer as trainer_module
 from cconv._progress import ProgressBar
 from cconv.trainer import CheckpointError, Trainer, TrainingDiverged, latest_checkpoint
+
+from cconv_testutils import load_mnist_test, shared_data
 
 # --------------------------------------------------------------------------
 # A tiny network and data
@@ -223,6 +223,39 @@ def test_seed_makes_runs_reproducible():
     assert a.train_loss_list != c.train_loss_list
 
 
+@pytest.fixture
+def global_rng_restored():
+    """Restore ``np.random``'s global state after a test that seeds it."""
+    state = np.random.get_state()
+    yield
+    np.random.set_state(state)
+
+
+def test_without_seed_the_batches_come_from_np_random_as_the_book(global_rng_restored):
+    """seed=None: ``np.random.seed(s)`` before a book script makes the run repeat exactly."""
+
+    def run():
+        np.random.seed(0)
+        net = TinyNet()
+        seen = []
+        real_gradient = net.gradient
+        net.gradient = lambda x, t: seen.append(x.copy()) or real_gradient(x, t)
+        trainer = make_trainer(net, seed=None)
+        trainer.train()
+        return trainer, seen
+
+    (a, batches), (b, _) = run(), run()
+    assert_same_run(a, b)
+    # the very batches of the book's np.random.choice(train_size, batch_size)
+    np.random.seed(0)
+    expected = [X_TRAIN[np.random.choice(300, 100)] for _ in range(a.max_iter)]
+    assert all(np.array_equal(got, want) for got, want in zip(batches, expected, strict=True))
+    np.random.seed(1)
+    other = make_trainer(seed=None)
+    other.train()
+    assert a.train_loss_list != other.train_loss_list
+
+
 def test_history_and_metrics_are_json_ready():
     trainer = make_trainer(epochs=2)
     trainer.train()
@@ -330,6 +363,26 @@ def test_resume_restores_the_networks_random_masks(tmp_path, dropout):
         run(fail_at(TinyNet(dropout=dropout), 7, Crash()), "run", 0)
     # as in a new process: another global state, another network generator
     resumed = run(TinyNet(seed=4, dropout=dropout), "run", 123, resume=True)
+    assert_same_run(resumed, reference)
+
+
+@pytest.mark.parametrize("resume_seed", [None, 12345])
+def test_resume_without_seed_continues_the_global_sequence(tmp_path, global_rng_restored, resume_seed):
+    """seed=None draws the batches (and the book's dropout) from np.random; its state is checkpointed."""
+
+    def run(network, folder, global_seed, **kwargs):
+        np.random.seed(global_seed)
+        trainer = make_trainer(network, checkpoint_dir=tmp_path / folder, **kwargs)
+        trainer.train()
+        return trainer
+
+    reference = run(TinyNet(dropout="global"), "reference", 0, seed=None)
+    with pytest.raises(Crash):
+        run(fail_at(TinyNet(dropout="global"), 7, Crash()), "run", 0, seed=None)
+    with np.load(tmp_path / "run" / "epoch-0002.npz", allow_pickle=False) as data:
+        assert json.loads(str(data["rng_state"])) is None  # no generator of the trainer's own
+    # as in a new process: another global state; the checkpoint's choice of source wins over seed=
+    resumed = run(TinyNet(seed=4, dropout="global"), "run", 123, resume=True, seed=resume_seed)
     assert_same_run(resumed, reference)
 
 
@@ -532,30 +585,16 @@ def test_interrupted_bar_prints_its_last_state():
 # --------------------------------------------------------------------------
 
 
-def _mnist_folder():
-    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    return Path(os.environ.get("CCONV_SHARED_DATA", default)) / "mnist-test"
-
-
-def _read_idx_gz(path):
-    """A gzip IDX file as a uint8 array: the magic's 4th byte is the number of dimensions."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    dims = np.frombuffer(raw, dtype=">u4", count=raw[3], offset=4)
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
-
-
 @pytest.mark.skipif(
-    not _mnist_folder().is_dir(),
-    reason=f"MNIST test set not found at {_mnist_folder()} (set CCONV_SHARED_DATA to the folder holding mnist-test/)",
+    not (shared_data() / "mnist-test").is_dir(),
+    reason=f"MNIST test set not found at {shared_data() / 'mnist-test'} "
+    "(set CCONV_SHARED_DATA to the folder holding mnist-test/)",
 )
 def test_simple_convnet_learns_mnist_in_one_epoch(tmp_path):
     from cconv.nets import SimpleConvNet
 
-    folder = _mnist_folder()
-    images = _read_idx_gz(folder / "t10k-images-idx3-ubyte.gz")[:3000]
-    labels = _read_idx_gz(folder / "t10k-labels-idx1-ubyte.gz")[:3000].astype(np.int64)
-    x = (images.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    x, labels = load_mnist_test()
+    x, labels = x[:3000], labels[:3000]
     net = SimpleConvNet(dtype=np.float32, seed=0, weight_init_std="he")
     trainer = Trainer(
         net, x[:2000], labels[:2000], x[2000:], labels[2000:],

@@ -36,6 +36,15 @@ NETWORKS = {cls.__name__: cls for cls in (SimpleConvNet, DeepConvNet, LeNet, Ale
 def load_network(path, dtype=None):
     """Rebuild the network saved in ``path`` by ``save_params`` and load its parameters.
 
+    The saved settings are checked against the arrays in the file before
+    anything is built: the parameter shapes they imply are computed without
+    allocating (:meth:`Network.param_shapes`) and must be exactly those of the
+    stored arrays, so a file cannot make this allocate more than it holds.
+    The network is then built with zero weights (nothing is drawn, the state
+    of ``np.random`` is left as it was) and without a seed: its Dropout layers
+    draw their masks from ``np.random``, as the book's, so ``np.random.seed``
+    makes them repeat.
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -49,7 +58,8 @@ def load_network(path, dtype=None):
     ValueError
         If the file has no cconv metadata (a book ``.pkl`` or a plain ``.npz``:
         build the network yourself and call its ``load_params``), names an
-        unknown network, or does not match the network it describes.
+        unknown network, has settings the network does not accept, or arrays
+        that do not match the network its settings describe (naming the key).
     """
     loaded, meta = params_io.read_params(path)
     if meta is None:
@@ -60,12 +70,22 @@ def load_network(path, dtype=None):
     name = meta.get("net")
     if name not in NETWORKS:
         raise ValueError(f"{path}: unknown network {name!r} (known: {sorted(NETWORKS)})")
-    config = dict(meta.get("config", {}))
+    cls = NETWORKS[name]
+    config = meta.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the saved settings of {name} are not a JSON object")
+    config = dict(config)
+    config.pop("seed", None)
     if dtype is not None:
         config["dtype"] = dtype
-    try:  # seed: the random initial weights are overwritten, leave np.random's state alone
-        net = NETWORKS[name](**config, seed=0)
-    except TypeError as exc:
+    try:
+        shapes = cls.param_shapes(**config)  # arithmetic only: nothing allocated yet
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the saved settings do not fit {name}: {exc}") from exc
+    params_io.check_param_shapes(loaded, shapes, str(path), f"the saved settings of {name} give")
+    try:
+        net = cls._for_loading(config)
+    except (TypeError, ValueError) as exc:  # a bad dtype
         raise ValueError(f"{path}: the saved settings do not fit {name}: {exc}") from exc
     net._assign(loaded, meta, str(path), cast=dtype is not None)
     return net

@@ -1,9 +1,16 @@
 """What every cconv network shares: prediction, loss, accuracy, gradients, parameter files.
 
-A network subclass builds, in its constructor,
+A network subclass has a classmethod ``_plan(**settings)`` that checks its
+constructor settings (all but ``dtype`` and ``seed``) and returns them as the
+``config`` dict together with its weights in drawing order, a list of
+:class:`Weight` ``(index, shape, scale)``: plain arithmetic, nothing allocated.
+:meth:`Network.param_shapes` gives the parameter shapes from it alone (so a
+file's settings can be checked against its arrays before anything is built).
+The constructor calls :meth:`Network._build` (plan, then create the weights)
+and builds
 
 * ``self.params``: a dict of parameter arrays (``W1``, ``b1``, ...), created in
-  ``self.dtype``;
+  ``self.dtype`` by ``_build``;
 * ``self.layers``: an ``OrderedDict`` of layers (or a list, as the book's
   ``DeepConvNet``) whose ``W``/``b`` (``gamma``/``beta``) attributes are the
   *same* arrays as in ``params``, registered with :meth:`Network._link`, so
@@ -13,22 +20,28 @@ A network subclass builds, in its constructor,
   parameters so that :func:`cconv.nets.load_network` can rebuild the network.
 """
 
+import inspect
 import math
 import numbers
 import os
 import warnings
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 
 from cconv import params_io
 from cconv.gradient import numerical_gradient
-from cconv.layers import BatchNormalization, Dropout
+from cconv.layers import Affine, BatchNormalization, Convolution, Dropout
 
-__all__ = ["Network", "WeightInit", "check_dtype", "conv_output_size", "init_scale"]
+__all__ = ["Network", "Weight", "WeightInit", "check_dtype", "conv_output_size", "init_scale"]
 
 #: Layers whose ``forward`` takes ``train_flg``.
 _TRAIN_FLG_LAYERS = (Dropout, BatchNormalization)
+
+#: Default file of save_params/load_params, and the book's, which load_params falls back to.
+_DEFAULT_PARAMS_FILE = "params.npz"
+_BOOK_PARAMS_FILE = "params.pkl"
 
 #: Config entries that may differ between a file and the network loading it.
 _NON_ARCHITECTURE_CONFIG = frozenset({"weight_init_std", "dtype"})
@@ -101,21 +114,38 @@ def init_scale(weight_init_std, fan_in):
     return float(weight_init_std)
 
 
+class Weight(NamedTuple):
+    """A weight of a network's plan: ``W<index>`` of ``shape``, drawn with std ``scale``."""
+
+    index: int
+    shape: tuple
+    scale: float
+
+
+def bias_shape(w_shape):
+    """Shape of the bias of a weight: one per filter (4-D, conv) or per output unit (affine)."""
+    return (w_shape[0] if len(w_shape) == 4 else w_shape[1],)
+
+
 class WeightInit:
     """Random initial weights in a dtype.
 
     With ``seed=None`` the draws come from NumPy's global ``np.random.randn``,
     as in the book, so ``np.random.seed(s)`` before building a float64 network
     gives exactly the book's initial weights; with a seed, from a private
-    ``np.random.default_rng(seed)``.
+    ``np.random.default_rng(seed)``. With ``draw=False`` the weights are zeros
+    and nothing is drawn (for a network whose parameters are loaded next).
     """
 
-    def __init__(self, dtype, seed=None):
+    def __init__(self, dtype, seed=None, draw=True):
         self.dtype = dtype
         #: The private generator (``None``: the global ``np.random``), also given to Dropout layers.
         self.rng = None if seed is None else np.random.default_rng(seed)
+        self.draw = draw
 
     def normal(self, scale, shape):
+        if not self.draw:
+            return self.zeros(shape)
         draw = np.random.randn(*shape) if self.rng is None else self.rng.standard_normal(shape)
         return (scale * draw).astype(self.dtype, copy=False)
 
@@ -126,13 +156,68 @@ class WeightInit:
 class Network:
     """Base class of the cconv networks (see the module docstring for what subclasses build)."""
 
-    def _start(self, dtype, seed, config):
-        """Common constructor prologue: dtype, weight initialiser, empty params, config."""
+    @classmethod
+    def _plan(cls, **settings):
+        """``(config, weights)`` for the constructor ``settings`` (all but ``dtype`` and ``seed``).
+
+        Checks the settings (``ValueError`` naming the bad one) and computes,
+        without allocating anything, the ``config`` to save and the list of
+        :class:`Weight` in the order they are drawn. Subclasses implement it;
+        the constructor and :meth:`param_shapes` both use it.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def param_shapes(cls, **settings):
+        """``{key: shape}`` of the parameters of ``cls(**settings)``, computed without building it.
+
+        Takes the constructor's keyword arguments (defaults for the missing
+        ones; ``dtype`` and ``seed`` are ignored) and computes the shapes from
+        them with the constructor's own code, allocating nothing, so huge
+        settings cost nothing. Raises ``TypeError`` on an unknown argument and
+        ``ValueError`` on a bad value, as the constructor does.
+        """
+        bound = inspect.signature(cls.__init__).bind(None, **settings)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        for name in ("self", "dtype", "seed"):
+            arguments.pop(name, None)
+        _, weights = cls._plan(**arguments)
+        shapes = {}
+        for weight in weights:
+            shapes[f"W{weight.index}"] = tuple(weight.shape)
+            shapes[f"b{weight.index}"] = bias_shape(weight.shape)
+        return shapes
+
+    @classmethod
+    def _for_loading(cls, settings):
+        """``cls(**settings)`` with zero weights: nothing is drawn, ``np.random`` is left alone.
+
+        For a network whose parameters are loaded right after. Without a
+        ``seed`` in ``settings`` its Dropout layers draw from ``np.random``, as
+        the book's.
+        """
+        net = cls.__new__(cls)
+        net._zero_weights = True  # read (and removed) by _build
+        net.__init__(**settings)
+        return net
+
+    def _build(self, dtype, seed, **settings):
+        """Common constructor prologue: plan, dtype, weight initialiser, config, the weights.
+
+        Returns the checked ``config`` (also ``self.config``, with ``dtype``).
+        """
+        config, weights = self._plan(**settings)
         self.dtype = check_dtype(dtype)
-        self._init = WeightInit(self.dtype, seed)
+        self._init = WeightInit(
+            self.dtype, seed, draw=not self.__dict__.pop("_zero_weights", False)
+        )
         self.params = {}
         self.config = dict(config, dtype=self.dtype.name)
         self._links = []
+        for weight in weights:
+            self._add_weights(*weight)
+        return config
 
     @property
     def rng(self):
@@ -145,10 +230,19 @@ class Network:
     def _add_weights(self, index, w_shape, scale):
         """Create ``W<index>`` (normal, std ``scale``) and ``b<index>`` (zeros); return both."""
         w = self.params[f"W{index}"] = self._init.normal(scale, w_shape)
-        b = self.params[f"b{index}"] = self._init.zeros(
-            w_shape[0] if len(w_shape) == 4 else w_shape[1]
-        )
+        b = self.params[f"b{index}"] = self._init.zeros(bias_shape(w_shape))
         return w, b
+
+    def _conv(self, index, stride, pad):
+        """A Convolution holding ``W<index>`` and ``b<index>``, linked."""
+        p = self.params
+        layer = Convolution(p[f"W{index}"], p[f"b{index}"], stride, pad)
+        return self._link(layer, W=f"W{index}", b=f"b{index}")
+
+    def _affine(self, index):
+        """An Affine layer holding ``W<index>`` and ``b<index>``, linked."""
+        layer = Affine(self.params[f"W{index}"], self.params[f"b{index}"])
+        return self._link(layer, W=f"W{index}", b=f"b{index}")
 
     def _dropout(self, dropout_ratio):
         """A Dropout layer drawing its masks from the ``seed`` generator, else from np.random."""
@@ -235,7 +329,7 @@ class Network:
     # Parameter files
     # ------------------------------------------------------------------
 
-    def save_params(self, file_name="params.npz"):
+    def save_params(self, file_name=_DEFAULT_PARAMS_FILE):
         """Save the parameters and the constructor settings to ``file_name`` (``.npz``, atomic).
 
         The file is an ``.npz`` archive whatever its name (the book's
@@ -245,14 +339,24 @@ class Network:
             file_name, self.params, {"net": type(self).__name__, "config": self.config}
         )
 
-    def load_params(self, file_name="params.npz", cast=False):
+    def load_params(self, file_name=None, cast=False):
         """Load parameters saved by :meth:`save_params`, or a book-style params ``.pkl``.
+
+        Without ``file_name``: ``params.npz`` (the default name of
+        :meth:`save_params`) if it exists, else the book's default
+        ``params.pkl`` if that exists (a file written by the book's
+        ``save_params()``); with neither, ``FileNotFoundError`` names
+        ``params.npz``.
 
         Every key, shape and dtype must match the network (``cast=True``
         accepts another float dtype and converts); the values are copied into
         the existing arrays, so the layers (and any optimizer state keyed on
         them) stay linked. Raises ``ValueError`` naming the key on a mismatch.
         """
+        if file_name is None:
+            file_name = _DEFAULT_PARAMS_FILE
+            if not os.path.exists(file_name) and os.path.exists(_BOOK_PARAMS_FILE):
+                file_name = _BOOK_PARAMS_FILE
         loaded, meta = params_io.read_params(file_name)
         self._assign(loaded, meta, os.fspath(file_name), cast)
 

@@ -13,9 +13,10 @@ convolution instead of the 11x11 stride 4 one, which would shrink them to nothin
 
 import numpy as np
 
-from cconv.layers import LRN, Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
+from cconv.layers import LRN, Pooling, Relu, SoftmaxWithLoss
 from cconv.nets._base import (
     Network,
+    Weight,
     check_input_dim,
     check_positive_int,
     conv_output_size,
@@ -37,10 +38,14 @@ _LRN_AFTER = (1, 2)
 _POOL_AFTER = (1, 2, 5)
 
 
+def _conv_geometries(conv1):
+    """(filter_size, stride, pad) of conv1..conv5, conv1 from its ``conv1_param`` dict."""
+    return [(conv1["filter_size"], conv1["stride"], conv1["pad"]), *_LATER_CONVS]
+
+
 def _feature_geometry(height, width, conv1):
     """(height, width) after the feature extractor; ``ValueError`` if a layer does not fit."""
-    convs = [(conv1["filter_size"], conv1["stride"], conv1["pad"]), *_LATER_CONVS]
-    for i, (size, stride, pad) in enumerate(convs, start=1):
+    for i, (size, stride, pad) in enumerate(_conv_geometries(conv1), start=1):
         height = conv_output_size(height, size, stride, pad, f"Conv{i}")
         width = conv_output_size(width, size, stride, pad, f"Conv{i}")
         if i in _POOL_AFTER:
@@ -105,6 +110,45 @@ class AlexNet(Network):
         dtype=np.float64,
         seed=None,
     ):
+        config = self._build(
+            dtype,
+            seed,
+            input_dim=input_dim,
+            output_size=output_size,
+            width=width,
+            hidden_size=hidden_size,
+            dropout_ratio=dropout_ratio,
+            conv1_param=conv1_param,
+            lrn_param=lrn_param,
+            weight_init_std=weight_init_std,
+        )
+        layers = []
+        for i, (_, stride, pad) in enumerate(_conv_geometries(config["conv1_param"]), start=1):
+            layers += [(f"Conv{i}", self._conv(i, stride, pad)), (f"Relu{i}", Relu())]
+            if i in _LRN_AFTER:
+                layers.append((f"LRN{i}", LRN(**config["lrn_param"])))
+            if i in _POOL_AFTER:
+                layers.append((f"Pool{i}", Pooling(pool_h=3, pool_w=3, stride=2)))
+        for i in range(6, 9):
+            layers.append((f"Affine{i}", self._affine(i)))
+            if i < 8:
+                dropout = self._dropout(config["dropout_ratio"])
+                layers += [(f"Relu{i}", Relu()), (f"Dropout{i}", dropout)]
+        self.layers = make_layers(layers)
+        self.last_layer = SoftmaxWithLoss()
+
+    @classmethod
+    def _plan(
+        cls,
+        input_dim,
+        output_size,
+        width,
+        hidden_size,
+        dropout_ratio,
+        conv1_param,
+        lrn_param,
+        weight_init_std,
+    ):
         input_dim = check_input_dim(input_dim)
         output_size = check_positive_int(output_size, "output_size")
         hidden_size = check_positive_int(hidden_size, "hidden_size")
@@ -125,45 +169,27 @@ class AlexNet(Network):
         del conv1["filter_num"]
         lrn_param = dict(lrn_param or {})
         filter_nums = tuple(max(1, round(n * width)) for n in CLASSIC_FILTER_NUMS)
-        self._start(
-            dtype,
-            seed,
-            {
-                "input_dim": input_dim,
-                "output_size": output_size,
-                "width": width,
-                "hidden_size": hidden_size,
-                "dropout_ratio": dropout_ratio,
-                "conv1_param": conv1,
-                "lrn_param": lrn_param,
-                "weight_init_std": weight_init_std,
-            },
-        )
+        config = {
+            "input_dim": input_dim,
+            "output_size": output_size,
+            "width": width,
+            "hidden_size": hidden_size,
+            "dropout_ratio": dropout_ratio,
+            "conv1_param": conv1,
+            "lrn_param": lrn_param,
+            "weight_init_std": weight_init_std,
+        }
         feature_h, feature_w = _feature_geometry(height, width_px, conv1)
 
-        layers = []
-        convs = [(conv1["filter_size"], conv1["stride"], conv1["pad"]), *_LATER_CONVS]
-        for i, ((size, stride, pad), filter_num) in enumerate(zip(convs, filter_nums), start=1):
-            w, b = self._add_weights(
-                i,
-                (filter_num, channels, size, size),
-                init_scale(weight_init_std, channels * size * size),
-            )
+        weights = []
+        for i, ((size, _, _), filter_num) in enumerate(
+            zip(_conv_geometries(conv1), filter_nums), start=1
+        ):
+            shape = (filter_num, channels, size, size)
+            weights.append(Weight(i, shape, init_scale(weight_init_std, channels * size * size)))
             channels = filter_num
-            layers += [
-                (f"Conv{i}", self._link(Convolution(w, b, stride, pad), W=f"W{i}", b=f"b{i}")),
-                (f"Relu{i}", Relu()),
-            ]
-            if i in _LRN_AFTER:
-                layers.append((f"LRN{i}", LRN(**lrn_param)))
-            if i in _POOL_AFTER:
-                layers.append((f"Pool{i}", Pooling(pool_h=3, pool_w=3, stride=2)))
         sizes = (channels * feature_h * feature_w, hidden_size, hidden_size, output_size)
         for i in range(6, 9):
             fan_in, fan_out = sizes[i - 6], sizes[i - 5]
-            w, b = self._add_weights(i, (fan_in, fan_out), init_scale(weight_init_std, fan_in))
-            layers.append((f"Affine{i}", self._link(Affine(w, b), W=f"W{i}", b=f"b{i}")))
-            if i < 8:
-                layers += [(f"Relu{i}", Relu()), (f"Dropout{i}", self._dropout(dropout_ratio))]
-        self.layers = make_layers(layers)
-        self.last_layer = SoftmaxWithLoss()
+            weights.append(Weight(i, (fan_in, fan_out), init_scale(weight_init_std, fan_in)))
+        return config, weights

@@ -13,6 +13,7 @@ import numpy as np
 from cconv.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
 from cconv.nets._base import (
     Network,
+    Weight,
     check_input_dim,
     check_positive_int,
     conv_output_size,
@@ -88,29 +89,52 @@ class DeepConvNet(Network):
         dtype=np.float64,
         seed=None,
     ):
+        conv_params = [conv_param_1, conv_param_2, conv_param_3]
+        conv_params += [conv_param_4, conv_param_5, conv_param_6]
+        config = self._build(
+            dtype,
+            seed,
+            input_dim=input_dim,
+            hidden_size=hidden_size,
+            output_size=output_size,
+            **{f"conv_param_{i}": param for i, param in enumerate(conv_params, start=1)},
+        )
+
+        # Layers, a list as in the book.
+        p = self.params
+        self.layers = []
+        for i in range(6):
+            conv = config[f"conv_param_{i + 1}"]
+            self.layers.append(
+                Convolution(p[f"W{i + 1}"], p[f"b{i + 1}"], conv["stride"], conv["pad"])
+            )
+            self.layers.append(Relu())
+            if i % 2 == 1:
+                self.layers.append(Pooling(pool_h=2, pool_w=2, stride=2))
+        self.layers += [
+            Affine(p["W7"], p["b7"]),
+            Relu(),
+            self._dropout(0.5),
+            Affine(p["W8"], p["b8"]),
+            self._dropout(0.5),
+        ]
+        for i, index in enumerate(PARAM_LAYER_INDICES):
+            self._link(self.layers[index], W=f"W{i + 1}", b=f"b{i + 1}")
+        self.last_layer = SoftmaxWithLoss()
+
+    @classmethod
+    def _plan(cls, input_dim, hidden_size, output_size, **conv_params):
+        # conv_params: conv_param_1 ... conv_param_6, as the constructor's arguments
         input_dim = check_input_dim(input_dim)
         convs = [
-            conv_param_dict(param, default, f"conv_param_{i + 1}")
-            for i, (param, default) in enumerate(
-                zip(
-                    (
-                        conv_param_1,
-                        conv_param_2,
-                        conv_param_3,
-                        conv_param_4,
-                        conv_param_5,
-                        conv_param_6,
-                    ),
-                    DEFAULT_CONV_PARAMS,
-                )
-            )
+            conv_param_dict(conv_params[f"conv_param_{i}"], default, f"conv_param_{i}")
+            for i, default in enumerate(DEFAULT_CONV_PARAMS, start=1)
         ]
         hidden_size = check_positive_int(hidden_size, "hidden_size")
         output_size = check_positive_int(output_size, "output_size")
         config = {"input_dim": input_dim}
         config.update({f"conv_param_{i + 1}": conv for i, conv in enumerate(convs)})
         config.update(hidden_size=hidden_size, output_size=output_size)
-        self._start(dtype, seed, config)
 
         # Shapes through the three conv-conv-pool blocks.
         channels, height, width = input_dim
@@ -128,35 +152,13 @@ class DeepConvNet(Network):
         pre_node_nums += [flat_size, hidden_size]
 
         # Weights, drawn in the book's order: W1..W6, then W7, W8.
+        weights = []
         in_channels = input_dim[0]
         for i, conv in enumerate(convs):
             size = conv["filter_size"]
-            self._add_weights(
-                i + 1,
-                (conv["filter_num"], in_channels, size, size),
-                init_scale("he", pre_node_nums[i]),
-            )
+            shape = (conv["filter_num"], in_channels, size, size)
+            weights.append(Weight(i + 1, shape, init_scale("he", pre_node_nums[i])))
             in_channels = conv["filter_num"]
-        self._add_weights(7, (flat_size, hidden_size), init_scale("he", pre_node_nums[6]))
-        self._add_weights(8, (hidden_size, output_size), init_scale("he", pre_node_nums[7]))
-
-        # Layers, a list as in the book.
-        p = self.params
-        self.layers = []
-        for i, conv in enumerate(convs):
-            self.layers.append(
-                Convolution(p[f"W{i + 1}"], p[f"b{i + 1}"], conv["stride"], conv["pad"])
-            )
-            self.layers.append(Relu())
-            if i % 2 == 1:
-                self.layers.append(Pooling(pool_h=2, pool_w=2, stride=2))
-        self.layers += [
-            Affine(p["W7"], p["b7"]),
-            Relu(),
-            self._dropout(0.5),
-            Affine(p["W8"], p["b8"]),
-            self._dropout(0.5),
-        ]
-        for i, index in enumerate(PARAM_LAYER_INDICES):
-            self._link(self.layers[index], W=f"W{i + 1}", b=f"b{i + 1}")
-        self.last_layer = SoftmaxWithLoss()
+        weights.append(Weight(7, (flat_size, hidden_size), init_scale("he", pre_node_nums[6])))
+        weights.append(Weight(8, (hidden_size, output_size), init_scale("he", pre_node_nums[7])))
+        return config, weights

@@ -9,9 +9,10 @@ The original uses sigmoid activations and subsampling (average pooling);
 
 import numpy as np
 
-from cconv.layers import Affine, AvgPooling, Convolution, Pooling, Relu, Sigmoid, SoftmaxWithLoss
+from cconv.layers import AvgPooling, Pooling, Relu, Sigmoid, SoftmaxWithLoss
 from cconv.nets._base import (
     Network,
+    Weight,
     check_input_dim,
     check_positive_int,
     conv_output_size,
@@ -23,6 +24,9 @@ __all__ = ["LeNet"]
 
 _ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
 _POOLINGS = {"max": Pooling, "avg": AvgPooling}
+#: Filter size and pads of the two convolutions.
+_SIZE = 5
+_PADS = (2, 0)
 
 
 def choose(value, options, name):
@@ -75,54 +79,75 @@ class LeNet(Network):
         dtype=np.float64,
         seed=None,
     ):
-        input_dim = check_input_dim(input_dim)
-        output_size = check_positive_int(output_size, "output_size")
-        act_cls = choose(activation, _ACTIVATIONS, "activation")
-        pool_cls = choose(pooling, _POOLINGS, "pooling")
-        filter_nums = _pair_of_counts(filter_nums, "filter_nums")
-        hidden_sizes = _pair_of_counts(hidden_sizes, "hidden_sizes")
-        if weight_init_std is None:
-            weight_init_std = "he" if activation == "relu" else "xavier"
-        self._start(
+        config = self._build(
             dtype,
             seed,
-            {
-                "input_dim": input_dim,
-                "output_size": output_size,
-                "activation": activation,
-                "pooling": pooling,
-                "filter_nums": filter_nums,
-                "hidden_sizes": hidden_sizes,
-                "weight_init_std": weight_init_std,
-            },
+            input_dim=input_dim,
+            output_size=output_size,
+            activation=activation,
+            pooling=pooling,
+            filter_nums=filter_nums,
+            hidden_sizes=hidden_sizes,
+            weight_init_std=weight_init_std,
         )
-
-        channels, height, width = input_dim
-        pads = (2, 0)
+        act_cls = _ACTIVATIONS[config["activation"]]
+        pool_cls = _POOLINGS[config["pooling"]]
         layers = []
-        for i, (filter_num, pad) in enumerate(zip(filter_nums, pads), start=1):
-            w, b = self._add_weights(
-                i, (filter_num, channels, 5, 5), init_scale(weight_init_std, channels * 25)
-            )
-            height = conv_output_size(height, 5, 1, pad, f"Conv{i}")
-            width = conv_output_size(width, 5, 1, pad, f"Conv{i}")
-            height = conv_output_size(height, 2, 2, 0, f"Pool{i}")
-            width = conv_output_size(width, 2, 2, 0, f"Pool{i}")
-            channels = filter_num
+        for i, pad in enumerate(_PADS, start=1):
             layers += [
-                (f"Conv{i}", self._link(Convolution(w, b, 1, pad), W=f"W{i}", b=f"b{i}")),
+                (f"Conv{i}", self._conv(i, 1, pad)),
                 (f"Act{i}", act_cls()),
                 (f"Pool{i}", pool_cls(pool_h=2, pool_w=2, stride=2)),
             ]
-        sizes = (channels * height * width, *hidden_sizes, output_size)
         for i in range(3, 6):
-            fan_in, fan_out = sizes[i - 3], sizes[i - 2]
-            w, b = self._add_weights(i, (fan_in, fan_out), init_scale(weight_init_std, fan_in))
-            layers.append((f"Affine{i}", self._link(Affine(w, b), W=f"W{i}", b=f"b{i}")))
+            layers.append((f"Affine{i}", self._affine(i)))
             if i < 5:
                 layers.append((f"Act{i}", act_cls()))
         self.layers = make_layers(layers)
         self.last_layer = SoftmaxWithLoss()
+
+    @classmethod
+    def _plan(
+        cls, input_dim, output_size, activation, pooling, filter_nums, hidden_sizes, weight_init_std
+    ):
+        input_dim = check_input_dim(input_dim)
+        output_size = check_positive_int(output_size, "output_size")
+        choose(activation, _ACTIVATIONS, "activation")
+        choose(pooling, _POOLINGS, "pooling")
+        filter_nums = _pair_of_counts(filter_nums, "filter_nums")
+        hidden_sizes = _pair_of_counts(hidden_sizes, "hidden_sizes")
+        if weight_init_std is None:
+            weight_init_std = "he" if activation == "relu" else "xavier"
+        config = {
+            "input_dim": input_dim,
+            "output_size": output_size,
+            "activation": activation,
+            "pooling": pooling,
+            "filter_nums": filter_nums,
+            "hidden_sizes": hidden_sizes,
+            "weight_init_std": weight_init_std,
+        }
+
+        channels, height, width = input_dim
+        weights = []
+        for i, (filter_num, pad) in enumerate(zip(filter_nums, _PADS), start=1):
+            weights.append(
+                Weight(
+                    i,
+                    (filter_num, channels, _SIZE, _SIZE),
+                    init_scale(weight_init_std, channels * _SIZE * _SIZE),
+                )
+            )
+            height = conv_output_size(height, _SIZE, 1, pad, f"Conv{i}")
+            width = conv_output_size(width, _SIZE, 1, pad, f"Conv{i}")
+            height = conv_output_size(height, 2, 2, 0, f"Pool{i}")
+            width = conv_output_size(width, 2, 2, 0, f"Pool{i}")
+            channels = filter_num
+        sizes = (channels * height * width, *hidden_sizes, output_size)
+        for i in range(3, 6):
+            fan_in, fan_out = sizes[i - 3], sizes[i - 2]
+            weights.append(Weight(i, (fan_in, fan_out), init_scale(weight_init_std, fan_in)))
+        return config, weights
 
 
 def _pair_of_counts(value, name):

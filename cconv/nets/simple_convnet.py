@@ -4,9 +4,10 @@ import types
 
 import numpy as np
 
-from cconv.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
+from cconv.layers import Pooling, Relu, SoftmaxWithLoss
 from cconv.nets._base import (
     Network,
+    Weight,
     check_input_dim,
     check_positive_int,
     conv_output_size,
@@ -76,21 +77,41 @@ class SimpleConvNet(Network):
         dtype=np.float64,
         seed=None,
     ):
+        config = self._build(
+            dtype,
+            seed,
+            input_dim=input_dim,
+            conv_param=conv_param,
+            hidden_size=hidden_size,
+            output_size=output_size,
+            weight_init_std=weight_init_std,
+        )
+        conv = config["conv_param"]
+        self.layers = make_layers(
+            [
+                ("Conv1", self._conv(1, conv["stride"], conv["pad"])),
+                ("Relu1", Relu()),
+                ("Pool1", Pooling(pool_h=2, pool_w=2, stride=2)),
+                ("Affine1", self._affine(2)),
+                ("Relu2", Relu()),
+                ("Affine2", self._affine(3)),
+            ]
+        )
+        self.last_layer = SoftmaxWithLoss()
+
+    @classmethod
+    def _plan(cls, input_dim, conv_param, hidden_size, output_size, weight_init_std):
         input_dim = check_input_dim(input_dim)
         conv = conv_param_dict(conv_param, DEFAULT_CONV_PARAM)
         hidden_size = check_positive_int(hidden_size, "hidden_size")
         output_size = check_positive_int(output_size, "output_size")
-        self._start(
-            dtype,
-            seed,
-            {
-                "input_dim": input_dim,
-                "conv_param": conv,
-                "hidden_size": hidden_size,
-                "output_size": output_size,
-                "weight_init_std": weight_init_std,
-            },
-        )
+        config = {
+            "input_dim": input_dim,
+            "conv_param": conv,
+            "hidden_size": hidden_size,
+            "output_size": output_size,
+            "weight_init_std": weight_init_std,
+        }
         channels, height, width = input_dim
         size = conv["filter_size"]
         conv_h = conv_output_size(height, size, conv["stride"], conv["pad"], "Conv1")
@@ -100,29 +121,14 @@ class SimpleConvNet(Network):
             * conv_output_size(conv_h, 2, 2, 0, "Pool1")
             * conv_output_size(conv_w, 2, 2, 0, "Pool1")
         )
-
         fan_ins = (channels * size * size, pool_output_size, hidden_size)
-        w1, b1 = self._add_weights(
-            1, (conv["filter_num"], channels, size, size), init_scale(weight_init_std, fan_ins[0])
-        )
-        w2, b2 = self._add_weights(
-            2, (pool_output_size, hidden_size), init_scale(weight_init_std, fan_ins[1])
-        )
-        w3, b3 = self._add_weights(
-            3, (hidden_size, output_size), init_scale(weight_init_std, fan_ins[2])
-        )
-
-        self.layers = make_layers(
-            [
-                (
-                    "Conv1",
-                    self._link(Convolution(w1, b1, conv["stride"], conv["pad"]), W="W1", b="b1"),
-                ),
-                ("Relu1", Relu()),
-                ("Pool1", Pooling(pool_h=2, pool_w=2, stride=2)),
-                ("Affine1", self._link(Affine(w2, b2), W="W2", b="b2")),
-                ("Relu2", Relu()),
-                ("Affine2", self._link(Affine(w3, b3), W="W3", b="b3")),
-            ]
-        )
-        self.last_layer = SoftmaxWithLoss()
+        weights = [
+            Weight(
+                1,
+                (conv["filter_num"], channels, size, size),
+                init_scale(weight_init_std, fan_ins[0]),
+            ),
+            Weight(2, (pool_output_size, hidden_size), init_scale(weight_init_std, fan_ins[1])),
+            Weight(3, (hidden_size, output_size), init_scale(weight_init_std, fan_ins[2])),
+        ]
+        return config, weights

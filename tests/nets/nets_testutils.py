@@ -1,26 +1,22 @@
 """Helpers for the network tests: gradient checks, the shared data, the book's forward pass.
 
 * :func:`check_gradients`: backprop against central differences, per parameter.
-* :func:`shared_data` / :data:`requires_shared_data`: the read-only ``../shared/data``
-  folder (or ``$CCONV_SHARED_DATA``), with the MNIST test set and the book's
-  trained parameters; tests that need it skip with the reason when it is absent.
-* :func:`load_mnist_test`: a tiny IDX reader, normalised as the book's
-  ``load_mnist(normalize=True, flatten=False)``.
+* :data:`requires_shared_data`: tests that need the read-only shared data
+  (``cconv_testutils.shared_data()``: ``../shared/data`` or
+  ``$CCONV_SHARED_DATA``, with the MNIST test set and the book's trained
+  parameters) skip with the reason when it is absent;
+  ``cconv_testutils.load_mnist_test()`` reads the images (re-exported here).
 * :func:`book_simple_convnet_predict` / :func:`book_deep_convnet_predict`: the
   book's forward passes in plain NumPy (its im2col, matmul, relu, pooling by
   im2col and max), float64, independent of the cconv layers.
 """
-
-import functools
-import gzip
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import reference as ref
 from cconv.params_io import read_params
+from cconv_testutils import load_mnist_test, shared_data
 
 #: Relative error allowed between backprop and numerical gradients (float64).
 GRAD_RTOL = 1e-6
@@ -93,12 +89,6 @@ def fix_dropout_masks(net, seed=0):
 # --------------------------------------------------------------------------
 
 
-def shared_data():
-    """``$CCONV_SHARED_DATA`` or ``<repo>/../shared/data`` (a Path; may not exist)."""
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    return Path(os.environ.get("CCONV_SHARED_DATA", default))
-
-
 def book_params_path(name):
     return shared_data() / "book-params" / f"{name}_params.pkl"
 
@@ -108,42 +98,6 @@ requires_shared_data = pytest.mark.skipif(
     reason=f"shared data not found at {shared_data()} (set CCONV_SHARED_DATA to the folder "
     "holding mnist-test/ and book-params/)",
 )
-
-
-def read_idx(path):
-    """Read a gzip IDX file: magic 2049 (labels, 1-D) or 2051 (images, 3-D), big-endian dims."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    magic = int.from_bytes(data[:4], "big")
-    ndim = {2049: 1, 2051: 3}.get(magic)
-    if ndim is None:
-        raise ValueError(f"{path}: unexpected IDX magic {magic}")
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    offset = 4 + 4 * ndim
-    array = np.frombuffer(data, dtype=np.uint8, offset=offset)
-    if array.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: {array.size} values for dims {dims}")
-    return array.reshape(dims)
-
-
-@functools.lru_cache(maxsize=1)
-def load_mnist_test():
-    """The 10,000 MNIST test images as the book loads them, and their labels.
-
-    Returns ``x`` float32 ``(10000, 1, 28, 28)`` in [0, 1] (``uint8 -> float32``,
-    then ``/= 255.0``, as ``load_mnist(normalize=True, flatten=False)``) and
-    ``t`` int64 ``(10000,)``. Read-only arrays, cached.
-    """
-    folder = shared_data() / "mnist-test"
-    images = read_idx(folder / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
-    x = images.astype(np.float32)
-    x /= 255.0
-    x = x.reshape(-1, 1, 28, 28)
-    t = labels.astype(np.int64)
-    x.flags.writeable = False
-    t.flags.writeable = False
-    return x, t
 
 
 # --------------------------------------------------------------------------

@@ -1,8 +1,13 @@
 """Parameter files: atomic .npz with metadata, strict checks, a restricted unpickler for .pkl."""
 
+import io
 import json
 import os
 import pickle
+import subprocess
+import sys
+import time
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -118,6 +123,23 @@ def test_book_style_file_name_writes_npz(tmp_path, simple):
     assert np.array_equal(other.params["W2"], simple.params["W2"])
 
 
+def test_load_params_default_name_falls_back_to_the_books_params_pkl(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    book, cconv_saved, net = (SMALL_NETS["SimpleConvNet"](seed=s) for s in (1, 2, 3))
+    with pytest.raises(FileNotFoundError, match="params.npz"):
+        net.load_params()  # neither file: the error names the default
+    with open("params.pkl", "wb") as f:  # as the book's save_params() writes it
+        pickle.dump({key: value for key, value in book.params.items()}, f)
+    net.load_params()
+    assert all(np.array_equal(net.params[k], v) for k, v in book.params.items())
+    cconv_saved.save_params()  # the default name for writing stays params.npz
+    assert sorted(os.listdir()) == ["params.npz", "params.pkl"]
+    net.load_params()  # params.npz first when both exist
+    assert all(np.array_equal(net.params[k], v) for k, v in cconv_saved.params.items())
+    net.load_params("params.pkl")
+    assert all(np.array_equal(net.params[k], v) for k, v in book.params.items())
+
+
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_book_pickles_of_every_protocol(tmp_path, simple, protocol):
     path = tmp_path / "params.pkl"
@@ -155,6 +177,112 @@ def test_config_mismatch_warns_and_other_net_refused(tmp_path):
     SMALL_NETS["DeepConvNet"](seed=0).save_params(path)
     with pytest.raises(ValueError, match="DeepConvNet.*SimpleConvNet"):
         SMALL_NETS["SimpleConvNet"](seed=0).load_params(path)
+
+
+@pytest.fixture
+def global_rng_restored():
+    state = np.random.get_state()
+    yield
+    np.random.set_state(state)
+
+
+def _same_global_state(a, b):
+    return a[0] == b[0] and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
+
+
+def test_load_network_dropout_follows_np_random_and_leaves_it_alone(
+    tmp_path, rng, global_rng_restored
+):
+    path = tmp_path / "deep.npz"
+    SMALL_NETS["DeepConvNet"](seed=0).save_params(path)
+    x = rng.standard_normal((4, 1, 8, 8))
+
+    def train_forward(global_seed):
+        np.random.seed(123)
+        before = np.random.get_state()
+        net = load_network(path)
+        assert _same_global_state(np.random.get_state(), before)  # nothing drawn
+        np.random.seed(global_seed)
+        return net, net.predict(x, train_flg=True)
+
+    net, first = train_forward(1)
+    _, again = train_forward(1)
+    _, other = train_forward(2)
+    assert np.array_equal(first, again)  # np.random.seed(1) repeats the masks in any process
+    assert not np.array_equal(first, other)  # ... which come from np.random, not a fixed generator
+    np.random.seed(1)
+    dropout = next(layer for layer in net.layers if type(layer).__name__ == "Dropout")
+    assert dropout.rng is None  # the book's np.random.rand
+    assert np.array_equal(dropout.mask, np.random.rand(*dropout.mask.shape) > 0.5)
+
+
+def _with_config(net, **changes):
+    return {
+        "format": "cconv-params",
+        "version": 1,
+        "net": type(net).__name__,
+        "config": {**net.config, **changes},
+    }
+
+
+def test_load_network_checks_the_settings_against_the_arrays_before_building(tmp_path, simple):
+    # a crafted file: small real arrays, settings that would allocate 48 x 10**9 floats
+    meta = _with_config(simple, hidden_size=10**9)
+    path = write_npz(tmp_path / "p.npz", __meta__=np.array(json.dumps(meta)), **good_arrays(simple))
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ValueError, match=r"'W2' has shape \(48, 6\).*\(48, 1000000000\)"):
+            load_network(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 1.0
+    assert peak < 16 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"output_size": 7}, r"'W3' has shape \(6, 4\).*\(6, 7\)"),
+        ({"input_dim": [1, 12, 12]}, r"'W2' has shape \(48, 6\).*\(75, 6\)"),
+        ({"hidden_size": -1}, "hidden_size must be an integer >= 1"),
+        ({"colour": "red"}, "do not fit SimpleConvNet.*colour"),
+    ],
+)
+def test_load_network_refuses_settings_that_do_not_fit(tmp_path, simple, change, match):
+    meta = _with_config(simple, **change)
+    path = write_npz(tmp_path / "p.npz", __meta__=np.array(json.dumps(meta)), **good_arrays(simple))
+    with pytest.raises(ValueError, match=match):
+        load_network(path)
+
+
+def test_load_network_names_a_missing_array(tmp_path, simple):
+    arrays = good_arrays(simple)
+    del arrays["b2"]
+    path = write_npz(
+        tmp_path / "p.npz", __meta__=np.array(json.dumps(_with_config(simple))), **arrays
+    )
+    with pytest.raises(ValueError, match="missing parameter.*'b2'"):
+        load_network(path)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_NETS))
+def test_param_shapes_match_the_built_network(name):
+    net = SMALL_NETS[name](seed=0)
+    expected = {key: value.shape for key, value in net.params.items()}
+    assert type(net).param_shapes(**net.config) == expected
+    assert type(net).param_shapes(**_json(net.config)) == expected  # as read back from a file
+
+
+def test_param_shapes_of_the_default_networks_allocate_nothing():
+    assert SimpleConvNet.param_shapes()["W2"] == (4320, 100)
+    assert DeepConvNet.param_shapes()["W7"] == (1024, 50)
+    assert LeNet.param_shapes()["W3"] == (400, 120)
+    shapes = AlexNet.param_shapes(hidden_size=10**9)  # no allocation: instant
+    assert shapes["W6"] == (9216, 10**9) and shapes["b7"] == (10**9,)
+    with pytest.raises(TypeError):
+        SimpleConvNet.param_shapes(colour="red")
 
 
 # --------------------------------------------------------------------------
@@ -320,6 +448,141 @@ def test_non_params_pickles_refused(tmp_path, simple, obj, match):
     path.write_bytes(pickle.dumps(obj))
     with pytest.raises(ValueError, match=match):
         simple.load_params(path)
+
+
+class _ForgingPickler(pickle.Pickler):
+    """Pickles arrays whose dtype state sets ``flags`` (1: "holds Python objects") on a float dtype."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, np.dtype):
+            cls, args, state = obj.__reduce__()
+            return cls, args, (*state[:-1], 1)
+        return NotImplemented
+
+
+def _forged_dtype_pickle(protocol):
+    buffer = io.BytesIO()
+    _ForgingPickler(buffer, protocol=protocol).dump({"W1": np.zeros(3)})
+    return buffer.getvalue()
+
+
+FORGING_PROTOCOLS = (2, 4, 5)
+
+
+@pytest.mark.parametrize("protocol", FORGING_PROTOCOLS)
+def test_forged_dtype_state_refused(tmp_path, simple, protocol):
+    data = _forged_dtype_pickle(protocol)
+    if protocol < 5:  # control: plain pickle builds the forged array (5: numpy's frombuffer balks)
+        plain = pickle.loads(data)["W1"]
+        assert plain.dtype == np.float64 and plain.dtype.hasobject
+        plain.dtype.__setstate__(np.dtype(np.float64).__reduce__()[2])  # defuse before it is freed
+    path = tmp_path / "params.pkl"
+    path.write_bytes(data)
+    with pytest.raises(UnsafePickleError, match="dtype state"):
+        read_params(path)
+
+
+def test_forged_dtype_state_leaves_no_numpy_internal_error(tmp_path):
+    """In a fresh process (the error shows when the array is freed, even at exit)."""
+    paths = []
+    for protocol in FORGING_PROTOCOLS:
+        paths.append(str(tmp_path / f"forged-{protocol}.pkl"))
+        (tmp_path / f"forged-{protocol}.pkl").write_bytes(_forged_dtype_pickle(protocol))
+    code = (
+        "import gc, sys\n"
+        "from cconv.params_io import UnsafePickleError, read_params\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        read_params(path)\n"
+        "    except UnsafePickleError:\n"
+        "        print('refused')\n"
+        "    gc.collect()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["refused"] * len(paths)
+    assert "get_clear_loop" not in done.stderr and "Internal error" not in done.stderr, done.stderr
+
+
+def test_build_on_an_allowed_function_refused(tmp_path):
+    # GLOBAL numpy.dtype (the unpickler's own function), then BUILD with a dict state:
+    # plain pickle would set an attribute on that function, for the whole process.
+    target = params_io.RestrictedUnpickler(io.BytesIO()).find_class("numpy", "dtype")
+    path = tmp_path / "params.pkl"
+    path.write_bytes(b"cnumpy\ndtype\n(dS'pwned'\nI1\nsb.")
+    with pytest.raises(UnsafePickleError, match="BUILD"):
+        read_params(path)
+    assert not hasattr(target, "pwned")
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (
+            b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\n(I100000000000\ntS'b'\ntR.",
+            "refusing _reconstruct",
+        ),
+        (b"cnumpy\nndarray\n(I100000000000\ntR.", "not callable"),
+    ],
+    ids=["_reconstruct", "ndarray"],
+)
+def test_huge_array_shapes_refused_without_allocating(tmp_path, data, match):
+    # numpy always pickles _reconstruct(ndarray, (0,), b'b'), then the data; a pickle that
+    # asks for a 100 GB array up front must not get it
+    path = tmp_path / "params.pkl"
+    path.write_bytes(data)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match):
+        read_params(path)
+    assert time.perf_counter() - start < 1.0
+
+
+def _forged_float64():
+    dtype = np.dtype("f8", False, True)  # a copy, not numpy's float64 singleton
+    dtype.__setstate__((3, "<", None, None, None, -1, -1, 1))
+    return dtype
+
+
+@pytest.mark.parametrize(
+    ("dtype", "plain"),
+    [
+        (np.dtype("<f8"), True),
+        (np.dtype(">f4"), True),
+        (np.dtype(np.uint8), True),
+        (np.dtype(bool), True),
+        (np.dtype([("a", "<f8")]), False),
+        (np.dtype(("<f8", (2,))), False),
+        (np.dtype("<f8", metadata={"x": 1}), False),
+        (np.dtype("<U3"), False),
+        (np.dtype(complex), False),
+        (np.dtype(object), False),
+    ],
+    ids=lambda value: str(value),
+)
+def test_plain_numeric_dtype(dtype, plain):
+    assert params_io.is_plain_numeric_dtype(dtype) is plain
+
+
+def test_forged_flags_are_not_a_plain_dtype():
+    forged = _forged_float64()
+    try:
+        assert forged == np.float64  # equality alone does not see the flags
+        assert not params_io.is_plain_numeric_dtype(forged)
+    finally:
+        forged.__setstate__(np.dtype(np.float64).__reduce__()[2])
+
+
+def test_pickled_arrays_are_rebuilt_as_fresh_plain_arrays(tmp_path):
+    values = {"W1": np.arange(6.0).reshape(2, 3), "b1": np.arange(3, dtype=np.int32)}
+    path = tmp_path / "params.pkl"
+    path.write_bytes(pickle.dumps(values))
+    params, _ = read_params(path)
+    for key, value in values.items():
+        assert np.array_equal(params[key], value) and params[key].dtype == value.dtype
+        assert params[key].flags.owndata and params[key].flags.writeable
+        assert params_io.is_plain_numeric_dtype(params[key].dtype)
 
 
 # --------------------------------------------------------------------------
