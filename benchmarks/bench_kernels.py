@@ -78,7 +78,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -91,6 +90,21 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy_reference as ref  # noqa: E402  (the helper module beside this script)
+from _benchutil import (  # noqa: E402  (shared with the other benchmarks)
+    OtherCpuMeter,
+    RowStats,
+    add_retry_args,
+    env_lines,
+    fmt_busy,
+    fmt_f,
+    fmt_ms,
+    fmt_x,
+    format_table,
+    import_modules,
+    parse_choices,
+    results_text,
+    time_interleaved,
+)
 
 # --------------------------------------------------------------------------------------
 # Cases
@@ -151,88 +165,6 @@ CC, CC_OUT, NP, TH, COPY = "cconv", "cc_out", "numpy", "torch", "copy"
 # Measurement helpers
 # --------------------------------------------------------------------------------------
 
-
-def time_interleaved(impls: dict, repeat: int, warmup: int = 1) -> dict:
-    """Time each callable ``repeat`` times, interleaved; return {name: [seconds]}.
-
-    Every repetition calls each implementation once, in turn; the first
-    implementation of the turn rotates so that no implementation always runs
-    right after the same other one.  Results are dropped before the next call
-    (their deallocation is not timed).  The garbage collector is off meanwhile.
-    """
-    names = list(impls)
-    times = {n: [] for n in names}
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for r in range(warmup + repeat):
-            k = r % len(names)
-            for name in names[k:] + names[:k]:
-                fn = impls[name]
-                t0 = time.perf_counter()
-                res = fn()
-                t1 = time.perf_counter()
-                del res
-                if r >= warmup:
-                    times[name].append(t1 - t0)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times
-
-
-class OtherCpuMeter:
-    """Share of the machine's CPU time used by *other* processes (Linux /proc/stat).
-
-    Busy time of all CPUs (from /proc/stat) minus this process's own CPU time
-    (all its threads, ``os.times``), divided by wall time x usable CPUs.  A
-    benchmark that competes with other work for 2 cores is not trustworthy; rows
-    measured while others used more than a few percent are flagged.  ``value``
-    is None where /proc/stat is unavailable.
-    """
-
-    def __init__(self):
-        self.value = None
-        self._t0 = None
-
-    @staticmethod
-    def _busy_seconds():
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:9]]
-        busy = sum(vals) - vals[3] - vals[4]  # minus idle and iowait
-        return busy / os.sysconf("SC_CLK_TCK")
-
-    def __enter__(self):
-        try:
-            t = os.times()
-            self._t0 = (time.perf_counter(), self._busy_seconds(), t.user + t.system)
-        except (OSError, ValueError, AttributeError):
-            self._t0 = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._t0 is None:
-            return False
-        try:
-            t = os.times()
-            wall = time.perf_counter() - self._t0[0]
-            busy = self._busy_seconds() - self._t0[1]
-            own = t.user + t.system - self._t0[2]
-            self.value = max(busy - own, 0.0) / (wall * usable_cpus())
-        except (OSError, ValueError, ZeroDivisionError):
-            self.value = None
-        return False
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-CONTENTION_WARN = 0.05  # flag rows during which other processes used > 5% of the CPUs
 
 
 def tracemalloc_peak(fn: Callable) -> int:
@@ -318,7 +250,7 @@ def check_result_dtype(errors: list, what: str, arr, dtype):
 
 
 @dataclass
-class Row:
+class Row(RowStats):
     case: Case
     op: str
     dtype: str
@@ -332,17 +264,8 @@ class Row:
     other_cpu: Optional[float] = None  # share of the CPUs used by other processes
 
     @property
-    def contended(self) -> bool:
-        return self.other_cpu is not None and self.other_cpu > CONTENTION_WARN
-
-    @property
     def ok(self) -> bool:
         return not self.errors
-
-    def ratio(self, other: str) -> Optional[float]:
-        if CC in self.med and other in self.med:
-            return self.med[other] / self.med[CC]
-        return None
 
     def gbps(self, name: str = CC) -> Optional[float]:
         return self.nbytes / self.med[name] / 1e9 if name in self.med else None
@@ -572,29 +495,6 @@ def measure_row(row: Row, repeat: int, torch) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def fmt_ms(t: Optional[float]) -> str:
-    if t is None:
-        return "-"
-    ms = t * 1e3
-    if ms >= 1000:
-        return f"{ms:.0f}"
-    if ms >= 100:
-        return f"{ms:.1f}"
-    if ms >= 10:
-        return f"{ms:.2f}"
-    return f"{ms:.3f}"
-
-
-def fmt_x(r: Optional[float]) -> str:
-    if r is None:
-        return "-"
-    return f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
-
-
-def fmt_f(v: Optional[float], nd: int = 1) -> str:
-    return "-" if v is None else f"{v:.{nd}f}"
-
-
 def fmt_mb(b: Optional[int]) -> str:
     if b is None:
         return "n/a"
@@ -603,46 +503,7 @@ def fmt_mb(b: Optional[int]) -> str:
 
 def env_header(args, cconv, torch, threads: int) -> str:
     lines = ["cconv kernel benchmark", "=" * 22]
-    ver = getattr(cconv, "__version__", "unknown")
-    lines.append(f"cconv        : {ver}  ({getattr(cconv, '__file__', None)})")
-    lines.append(f"openmp       : openmp_enabled()={cconv.openmp_enabled()}  "
-                 f"cconv threads={cconv.get_num_threads()}")
-    lines.append(f"numpy        : {np.__version__}")
-    lines.append(f"python       : {platform.python_version()} ({platform.machine()}, "
-                 f"{platform.system()} {platform.release()})")
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-            if m:
-                cpu = m.group(1)
-    except OSError:
-        pass
-    lines.append(f"cpu          : {cpu}; {usable_cpus()} usable logical CPUs")
-    if torch is not None:
-        lines.append(f"torch        : {torch.__version__}  threads={torch.get_num_threads()}")
-    elif args.torch:
-        lines.append("torch        : not installed (--torch ignored)")
-    try:
-        import threadpoolctl
-
-        info = threadpoolctl.threadpool_info()
-        lines.append(f"threadpoolctl {threadpoolctl.__version__}:")
-        for d in info:
-            bits = [f"internal_api={d.get('internal_api')}", f"version={d.get('version')}"]
-            arch = d.get("architecture") or d.get("corename")
-            if arch:
-                bits.append(f"architecture={arch}")
-            if d.get("threading_layer"):
-                bits.append(f"threading_layer={d['threading_layer']}")
-            bits.append(f"num_threads={d.get('num_threads')}")
-            lines.append(f"  {d.get('user_api')}/{d.get('prefix')}: " + ", ".join(bits))
-            lines.append(f"    {d.get('filepath')}")
-    except ImportError:
-        lines.append("threadpoolctl: not installed (pip install threadpoolctl for BLAS info)")
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS"):
-        val = os.environ.get(var)
-        lines.append(f"{var:<17}: " + ("not set" if val is None else f"set to {val!r}"))
+    lines += env_lines(cconv, torch, args.torch)
     lines.append(f"method       : {args.repeat} repetitions (+1 warm-up), implementations "
                  f"interleaved, medians; threads={threads}; seed={args.seed}")
     return "\n".join(lines)
@@ -670,28 +531,9 @@ def table(rows: list, with_torch: bool) -> str:
                  fmt_mb(r.extra.get(NP))]
         if with_torch:
             line += [fmt_mb(r.extra.get(TH))]
-        line += ["-" if r.other_cpu is None else
-                 f"{100 * r.other_cpu:.0f}" + (" ~" if r.contended else "")]
+        line += [fmt_busy(r.other_cpu)]
         body.append(line)
-    widths = [max(len(c[0]), *(len(b[i]) for b in body)) if body else len(c[0])
-              for i, c in enumerate(cols)]
-
-    def fmt(cells):
-        out = []
-        for (name, al), w, cell in zip(cols, widths, cells):
-            out.append(cell.ljust(w) if al == "<" else cell.rjust(w))
-        return "  ".join(out).rstrip()
-
-    hdr = fmt([c[0] for c in cols])
-    lines = [hdr, "-" * len(hdr)]
-    prev = None
-    for r, b in zip(rows, body):
-        key = (r.case.group, r.case.index)
-        if prev is not None and key != prev:
-            lines.append("")
-        prev = key
-        lines.append(fmt(b))
-    return "\n".join(lines)
+    return format_table(cols, body, [(r.case.group, r.case.index) for r in rows])
 
 
 LEGEND = """\
@@ -813,12 +655,7 @@ def parse_args(argv=None):
                     help="also time PyTorch (if installed) side by side")
     ap.add_argument("--ops", default="all",
                     help="comma-separated subset of: " + ",".join(ALL_OPS) + " (default all)")
-    ap.add_argument("--retries", type=int, default=2,
-                    help="re-time a row up to this many times when other processes used "
-                         f"> {100 * CONTENTION_WARN:.0f}%% of the CPUs meanwhile, keeping "
-                         "the least contended measurement (default 2; 0 disables)")
-    ap.add_argument("--retry-wait", type=float, default=10.0, metavar="SECONDS",
-                    help="pause before such a retry (default 10)")
+    add_retry_args(ap, default_retries=2)
     ap.add_argument("--seed", type=int, default=0, help="random seed of the inputs")
     ap.add_argument("--json", metavar="PATH", help="also write all raw timings to PATH")
     args = ap.parse_args(argv)
@@ -833,39 +670,18 @@ def parse_args(argv=None):
     if args.ops == "all":
         args.ops = list(ALL_OPS)
     else:
-        args.ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-        bad = [o for o in args.ops if o not in ALL_OPS]
-        if bad:
-            ap.error(f"unknown op(s) {bad}; choose from {ALL_OPS}")
+        args.ops = parse_choices(ap, args.ops, ALL_OPS, "op")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
 
-    try:
-        import cconv
-    except ImportError as exc:
-        print(f"error: cannot import cconv ({exc}); install it first, e.g. "
-              f"pip install -e .", file=sys.stderr)
+    modules = import_modules("im2col", args.torch, args.threads)
+    if modules is None:
         return 2
-    if not hasattr(cconv, "im2col"):
-        print(f"error: the imported 'cconv' ({getattr(cconv, '__path__', None)}) is not the "
-              f"cconv package (a bare directory on sys.path?)", file=sys.stderr)
-        return 2
-
-    torch = None
-    if args.torch:
-        try:
-            import torch  # noqa: F811
-        except ImportError:
-            torch = None
-
-    if args.threads is not None:
-        cconv.set_num_threads(args.threads)
+    cconv, torch = modules
     threads = cconv.get_num_threads()
-    if torch is not None:
-        torch.set_num_threads(threads)
 
     print(env_header(args, cconv, torch, threads))
     print(flush=True)
@@ -908,16 +724,7 @@ def main(argv=None) -> int:
     elapsed = time.perf_counter() - t_start
     run_meter.__exit__(None, None, None)
 
-    print(table(rows, torch is not None))
-    print()
-    print(LEGEND)
-    print(f"(measured in {elapsed:.0f} s)")
-    if run_meter.value is not None:
-        contended = [r for r in rows if r.contended]
-        print(f"Other processes used {100 * run_meter.value:.1f}% of the CPUs during the run; "
-              f"{len(contended)} of {len(rows)} rows were timed while they used > "
-              f"{100 * CONTENTION_WARN:.0f}%" + (" -- WARNING: rerun on a quiet machine."
-                                                  if contended else "."))
+    print(results_text(table(rows, torch is not None), LEGEND, elapsed, run_meter.value, rows))
     print()
 
     failed = [e for r in rows for e in r.errors]
