@@ -498,8 +498,12 @@ def test_forged_dtype_state_leaves_no_numpy_internal_error(tmp_path):
         "        print('refused')\n"
         "    gc.collect()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=120
+    done = subprocess.run(  # cwd away from a source checkout, whose cconv/ has no kernels
+        [sys.executable, "-c", code, *paths],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["refused"] * len(paths)
