@@ -592,7 +592,13 @@ def evaluate_targets(rows: list, threads: int, torch_threads: Optional[int]) -> 
     for r in rows:
         if r.case.group == "pool":
             val = r.ratio(TH) if two else None
-            note = "" if two else f"not evaluated: needs --threads 2 (ran with {threads})"
+            if torch_threads is None:
+                note = "not evaluated: needs --torch"
+            elif not two:
+                note = (f"not evaluated: needs --threads 2 (ran cconv with {threads}, "
+                        f"torch with {torch_threads})")
+            else:
+                note = ""
             t.rows.append((r, val, 1.5, "x", note))
     targets.append(t)
     return targets
