@@ -96,6 +96,15 @@ class BuildExtWithOptionalOpenMP(build_ext):
                     "building serial kernels (cconv.openmp_enabled() is False)",
                     file=sys.stderr,
                 )
+        # A build tree made with the other choice holds up-to-date-looking
+        # objects and modules: rebuild everything when the choice changes.
+        mode = "openmp" if use_openmp else "serial"
+        stamp = os.path.join(self.build_temp, "cconv-openmp-mode")
+        try:
+            with open(stamp) as f:
+                self.force = self.force or f.read() != mode
+        except OSError:
+            self.force = True
         optimize = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
         for ext in self.extensions:
             ext.extra_compile_args = list(ext.extra_compile_args) + optimize
@@ -103,6 +112,9 @@ class BuildExtWithOptionalOpenMP(build_ext):
                 ext.extra_compile_args += compile_flags
                 ext.extra_link_args = list(ext.extra_link_args) + link_flags
         super().build_extensions()
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(mode)
 
 
 def _extensions():
