@@ -29,9 +29,9 @@ from cconv.kernels.pooling import (
     max_pool2d_backward,
 )
 
-from cconv import functions, gradient, layers, nets, optim  # noqa: E402  (after the kernels)
-from cconv.nets import AlexNet, DeepConvNet, LeNet, SimpleConvNet, load_network  # noqa: E402
-from cconv.trainer import CheckpointError, Trainer, TrainingDiverged  # noqa: E402
+from cconv import functions, gradient, layers, nets, optim  # noqa: F401  (cconv.layers etc.)
+from cconv.nets import AlexNet, DeepConvNet, LeNet, SimpleConvNet, load_network
+from cconv.trainer import CheckpointError, Trainer, TrainingDiverged
 
 __version__ = "0.1.0"
 

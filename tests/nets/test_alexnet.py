@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cconv.layers import LRN, Convolution, Dropout, Pooling
+from cconv.layers import LRN, Dropout, Pooling
 from cconv.nets import AlexNet
 
 import nets_testutils as nu

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cconv.layers import Affine, AvgPooling, Convolution, Pooling, Relu, Sigmoid
+from cconv.layers import AvgPooling, Pooling, Relu, Sigmoid
 from cconv.nets import LeNet
 
 import nets_testutils as nu
