@@ -15,8 +15,10 @@ parameters) follows NumPy's promotion. Convolution and pooling inputs follow
 the kernels' policy (float16 becomes float32, integers become float64).
 
 Memory: the kernels read their inputs through strides, so no input is copied
-to make it contiguous, and :class:`Convolution` returns its output as a
-transposed view of the matrix product, as the book does.
+to make it contiguous. :class:`Convolution` returns a C-contiguous (N, FN,
+out_h, out_w) array (the book returns a transposed view of an (N, out_h,
+out_w, FN) product): the layers after it and their gradients then all keep
+one memory order, which makes every pass a contiguous one.
 
 Deviations from the book, all documented on the classes: :class:`Pooling`
 pads with -inf instead of 0 (identical for ``pad=0``, which every book
@@ -172,8 +174,8 @@ class Convolution(_WeightedLayer):
         -------
         out : ndarray, shape (N, FN, out_h, out_w)
             ``out_h = (H + 2*pad_h - FH) // stride_h + 1`` (likewise
-            ``out_w``). A transposed view of a C-contiguous
-            (N, out_h, out_w, FN) array, as in the book.
+            ``out_w``). C-contiguous (the book's is a transposed view
+            of an (N, out_h, out_w, FN) array; the values are the same).
 
         Raises
         ------
@@ -199,12 +201,15 @@ class Convolution(_WeightedLayer):
         col = self._col_buffer = im2col(x, FH, FW, self.stride, self.pad, out=buffer)
         col_W = self.W.reshape(FN, -1).T
 
-        out = np.dot(col, col_W)
-        out += self.b
+        # One product per image, W (FN, C*FH*FW) @ col_n.T: out comes out
+        # C-contiguous NCHW, the layout that the pooling kernels return their
+        # gradients in, so no pass of forward or backward mixes layouts.
+        out = np.matmul(col_W.T, _per_image(col, N).transpose(0, 2, 1))
+        out += self.b.reshape(FN, 1)
         self.x = x
         self.col = col
         self.col_W = col_W
-        return out.reshape(N, out_h, out_w, FN).transpose(0, 3, 1, 2)
+        return out.reshape(N, FN, out_h, out_w)
 
     def backward(self, dout):
         """Gradients of the last forward; sets ``dW`` and ``db``.
@@ -217,16 +222,39 @@ class Convolution(_WeightedLayer):
         -------
         dx : ndarray, shape (N, C, H, W), C-contiguous
         """
+        dout_per_image = self._param_backward(dout)
         FN, C, FH, FW = self.W.shape
+        # dcol = dout2d @ W2d as the book, one image at a time: (N, out_h*out_w, C*FH*FW).
+        dcol = np.matmul(dout_per_image.transpose(0, 2, 1), self.col_W.T)
+        return col2im(dcol.reshape(self.col.shape), self.x.shape, FH, FW, self.stride, self.pad)
+
+    def param_backward(self, dout):
+        """Set ``dW`` and ``db`` as :meth:`backward` does, without the input's gradient.
+
+        For the first layer of a network, whose input gradient nothing uses
+        (:meth:`cconv.nets.Network.gradient` calls this on it): the matrix
+        product and the :func:`cconv.col2im` that make ``dx`` are skipped.
+        """
+        self._param_backward(dout)
+
+    def _param_backward(self, dout):
+        """Set ``dW`` and ``db``; return ``dout`` as an (N, FN, out_h*out_w) array."""
+        FN = self.W.shape[0]
+        N = dout.shape[0]
         # The book's np.sum(dout2d, axis=0), summed over the 4-D array: NumPy
         # then reduces contiguous runs (faster, and pairwise, so more exact).
         self.db = np.sum(dout, axis=(0, 2, 3))
-        dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)  # a view when dout is NHWC in memory
+        dout_per_image = np.reshape(dout, (N, FN, -1))  # a view of an NCHW-contiguous dout
+        # The book's (col.T @ dout2d).T, made directly in W's layout: summed
+        # over images and output positions in one product.
+        dW = np.tensordot(dout_per_image, _per_image(self.col, N), axes=([0, 2], [0, 1]))
+        self.dW = dW.reshape(self.W.shape)
+        return dout_per_image
 
-        # (dout.T @ col) is the book's (col.T @ dout).T, made directly in W's layout.
-        self.dW = np.dot(dout.T, self.col).reshape(FN, C, FH, FW)
-        dcol = np.dot(dout, self.col_W.T)
-        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+def _per_image(col, N):
+    """``col`` (N*out_h*out_w, K) as an (N, out_h*out_w, K) view."""
+    return col.reshape(N, -1, col.shape[1])
 
 
 class _Pooling2d:
@@ -400,8 +428,7 @@ class Relu:
     ``dout`` untouched (the book zeroes it in place). Both passes are
     branch-free (``np.maximum`` and a product with the mask), many times
     faster than the book's boolean indexing or ``np.where`` on a random
-    mask; the output keeps the input's memory order (a Convolution's
-    transposed view stays NHWC in memory). The values are the book's; only
+    mask; the output keeps the input's memory order. The values are the book's; only
     the sign of a zero may differ (``-0.0 == 0.0``).
 
     Examples
@@ -445,8 +472,7 @@ class Relu:
         """
         # The mask as 0/1 in dout's dtype, in the mask's memory order: a bool
         # operand in a product whose operands have different memory orders
-        # (e.g. dout NCHW, the mask NHWC after a Convolution) makes NumPy cast
-        # through small buffers, several times slower.
+        # makes NumPy cast through small buffers, several times slower.
         keep = np.logical_not(self.mask, out=np.empty_like(self.mask, dtype=dout.dtype))
         with np.errstate(invalid="ignore"):
             dx = dout * keep

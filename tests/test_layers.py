@@ -228,12 +228,24 @@ def test_convolution_book_attributes(rng):
     np.testing.assert_allclose(layer.forward(x), rl.conv(x, W, b, 1, 1), rtol=1e-12, atol=1e-12)
 
 
-def test_convolution_output_is_a_transposed_view(rng):
+def test_convolution_output_is_nchw_contiguous(rng):
     layer = Convolution(random_array(rng, (4, 3, 3, 3)), random_array(rng, (4,)))
     out = layer.forward(random_array(rng, (2, 3, 6, 6)))
-    assert out.base is not None
-    assert not out.flags.c_contiguous
-    assert out.transpose(0, 2, 3, 1).flags.c_contiguous  # (N, out_h, out_w, FN) in memory
+    assert out.flags.c_contiguous  # the memory order the pooling gradients come in
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_convolution_param_backward_equals_backward(rng, dtype):
+    W, b = random_array(rng, (4, 3, 3, 3), dtype), random_array(rng, (4,), dtype)
+    x = random_array(rng, (2, 3, 7, 6), dtype)
+    full, params_only = Convolution(W, b, 2, 1), Convolution(W, b, 2, 1)
+    dout = random_array(rng, full.forward(x).shape, dtype)
+    params_only.forward(x)
+    full.backward(dout)
+    assert params_only.param_backward(dout) is None
+    np.testing.assert_array_equal(params_only.dW, full.dW)
+    np.testing.assert_array_equal(params_only.db, full.db)
+    assert params_only.dW.dtype == dtype
 
 
 @pytest.mark.parametrize("layout", ["F", "transposed", "strided", "negative", "readonly"])
@@ -337,9 +349,9 @@ def test_max_pooling_pads_with_minus_infinity(rng):
     np.testing.assert_allclose(dx.sum(), dout.sum(), rtol=1e-12)  # every gradient reaches a pixel
 
 
-def test_pooling_reads_convolution_output_view(rng):
-    conv = Convolution(random_array(rng, (3, 2, 3, 3)), random_array(rng, (3,)))
-    y = conv.forward(random_array(rng, (2, 2, 6, 6)))
+def test_pooling_reads_book_convolution_output_view(rng):
+    # The book's Convolution returns a transposed view of (N, out_h, out_w, FN).
+    y = random_array(rng, (2, 4, 4, 3)).transpose(0, 3, 1, 2)
     assert not y.flags.c_contiguous
     out = Pooling(2, 2, stride=2).forward(y)
     np.testing.assert_array_equal(out, rl.max_pool(np.ascontiguousarray(y), 2, 2, stride=2)[0])

@@ -307,8 +307,12 @@ class Network:
         """Gradients of :meth:`loss` by backpropagation: a dict with the keys of ``params``."""
         self.loss(x, t)
         dout = self.last_layer.backward(1)
-        for layer in reversed(self._layer_list()):
+        first, *rest = self._layer_list()
+        for layer in reversed(rest):
             dout = layer.backward(dout)
+        # Nothing uses the gradient of the input images: a first layer that
+        # can skip it (Convolution.param_backward) does.
+        getattr(first, "param_backward", first.backward)(dout)
         return {key: getattr(layer, "d" + attr) for layer, attr, key in self._links}
 
     def numerical_gradient(self, x, t):
