@@ -333,9 +333,20 @@ class Adam(Optimizer):
         )
 
     def _update_one(self, param, grad, m, v):
-        m += (1 - self.beta1) * (grad - m)
-        v += (1 - self.beta2) * (grad**2 - v)
-        param -= self._lr_t * m / (np.sqrt(v) + EPSILON)
+        # The formula's operations in its order, through two scratch arrays
+        # instead of a temporary per operation (bit-identical, fewer passes).
+        step = np.subtract(grad, m)
+        step *= 1 - self.beta1
+        m += step
+        np.multiply(grad, grad, out=step)  # grad**2
+        step -= v
+        step *= 1 - self.beta2
+        v += step
+        denominator = np.sqrt(v)
+        denominator += EPSILON
+        np.multiply(m, self._lr_t, out=step)
+        step /= denominator
+        param -= step
 
 
 #: Optimizer classes by the lower-case names the book's ``Trainer`` looks up.
