@@ -69,7 +69,7 @@ cross-entropy (log-sum-exp, without the book's 1e-7) of the book's logits.  A fa
 iteration's time goes: every layer's forward and backward (each layer's
 methods wrapped with timers), the loss layer, ``Adam.update`` and the rest
 (Python glue), over the iterations of a training run (at least 5), as ms/iteration and % of the iteration, with the part of each
-layer spent in BLAS matrix products (``np.dot``) and in cconv's kernels
+layer spent in BLAS matrix products (``np.dot``, ``np.matmul``, ``np.tensordot``) and in cconv's kernels
 (im2col, col2im, max pooling).  The timers cost about a microsecond per call.
 
 After the table a "targets" section evaluates the project's target --
@@ -384,12 +384,17 @@ def time_row(impls: Impls, mode: str, iters: int, repeat: int, warmup: int,
 # --------------------------------------------------------------------------------------
 
 
-class _NumpyTimedDot:
-    """Stands for the numpy module inside cconv.layers, timing ``np.dot`` (BLAS)."""
+#: The NumPy functions through which cconv.layers reaches BLAS.
+BLAS_FUNCTIONS = ("dot", "matmul", "tensordot")
 
-    def __init__(self, numpy_module, timed_dot):
+
+class _NumpyTimedBlas:
+    """Stands for the numpy module inside cconv.layers, timing its matrix products (BLAS)."""
+
+    def __init__(self, numpy_module, timed):
         self._np = numpy_module
-        self.dot = timed_dot
+        for name in BLAS_FUNCTIONS:
+            setattr(self, name, timed(getattr(numpy_module, name)))
 
     def __getattr__(self, name):
         return getattr(self._np, name)
@@ -404,7 +409,7 @@ class Profiler:
 
     ``acc[(label, part)]`` accumulates seconds; ``part`` is ``fwd``/``bwd`` for
     the layer methods, ``step`` for the optimizer's update, and ``blas``/``kernel``
-    for the ``np.dot`` and cconv kernel calls made while that layer runs.
+    for the matrix products and cconv kernel calls made while that layer runs.
     """
 
     def __init__(self):
@@ -456,14 +461,17 @@ class Profiler:
         for label, layer in zip(self.labels, layer_list(net)):
             self._wrap_method(layer, "forward", label, "fwd")
             self._wrap_method(layer, "backward", label, "bwd")
+            if hasattr(layer, "param_backward"):  # a first layer skips its input's gradient
+                self._wrap_method(layer, "param_backward", label, "bwd")
         self._wrap_method(net.last_layer, "forward", "SoftmaxWithLoss", "fwd")
         self._wrap_method(net.last_layer, "backward", "SoftmaxWithLoss", "bwd")
         self._wrap_method(optimizer, "update", "Adam.update", "step")
         for name in KERNELS:  # the kernels as cconv.layers calls them (module globals)
             self._replace(layers_module, name, self._timed(getattr(layers_module, name), "kernel"))
-        # np.dot as cconv.layers sees it (numpy itself is left alone).
+        # The matrix products as cconv.layers sees them (numpy itself is left alone).
         real_np = layers_module.np
-        self._replace(layers_module, "np", _NumpyTimedDot(real_np, self._timed(real_np.dot, "blas")))
+        timed_blas = _NumpyTimedBlas(real_np, lambda fn: self._timed(fn, "blas"))
+        self._replace(layers_module, "np", timed_blas)
 
     def uninstall(self):
         while self._undo:
@@ -518,7 +526,7 @@ def profile_report(impls: Impls, prof: Profiler, per_iter: float, iters: int) ->
     body.append(["iteration", "", fmt_ms(sums["fwd"]), fmt_ms(sums["bwd"]), fmt_ms(per_iter), "100.0", fmt_ms(sums["blas"]),
                  fmt_ms(sums["kern"]), ""])
     title = (f"cconv {NET_NAMES[impls.net]} {impls.dtype}: {per_iter * 1e3:.2f} ms/iteration "
-             f"({iters} iterations, batch {BATCH}); BLAS (np.dot) {sums['blas'] / per_iter:.0%}, "
+             f"({iters} iterations, batch {BATCH}); BLAS (matrix products) {sums['blas'] / per_iter:.0%}, "
              f"cconv kernels {sums['kern'] / per_iter:.0%}, other NumPy/Python "
              f"{1 - (sums['blas'] + sums['kern']) / per_iter:.0%}")
     groups = [0] * (len(body) - 2) + [1, 1]
@@ -735,7 +743,7 @@ def main(argv=None) -> int:
     if profiles:
         print("Where the time goes: per-layer profile of cconv's training iteration")
         print("=" * 68)
-        print("(ms per iteration; BLAS = np.dot inside the layer, kernels = cconv's im2col/"
+        print("(ms per iteration; BLAS = np.dot/matmul/tensordot inside the layer, kernels = cconv's im2col/"
               "col2im/max_pool2d[_backward], rest = the layer's other NumPy work)")
         for p in profiles:
             print()
