@@ -26,7 +26,7 @@ and float64, each implemented three ways:
 
 * ``cconv``  -- ``cconv.SimpleConvNet`` / ``cconv.DeepConvNet`` with ``cconv.optim.Adam``;
 * ``numpy``  -- the book's code in plain NumPy (``book_convnets.py`` beside this
-  file, dtype-preserving, with the book's im2col/col2im from ``numpy_reference.py``)
+  file, dtype-preserving, with the book's im2col/col2im from ``cconv._bench.numpy_reference``)
   and the book's ``Adam``;
 * ``torch``  -- (``--torch``) the same layers as ``nn.Sequential`` of
   ``nn.Conv2d`` / ``nn.ReLU`` / ``nn.MaxPool2d`` / ``nn.Linear`` / ``nn.Dropout``
@@ -93,7 +93,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import book_convnets as book  # noqa: E402  (the helper modules beside this script)
-from _benchutil import (  # noqa: E402
+from cconv._bench.util import (  # noqa: E402
     OtherCpuMeter,
     RowStats,
     add_retry_args,

@@ -2,7 +2,7 @@
 
 "Deep Learning from Scratch" (ch. 7-8), step by step: the layers of
 ``common/layers.py`` (Convolution and max Pooling through the book's
-im2col/col2im, taken from ``numpy_reference.py`` beside this file; Relu,
+im2col/col2im, taken from ``cconv._bench.numpy_reference``; Relu,
 Affine, SoftmaxWithLoss, Dropout), the functions of ``common/functions.py``,
 the ``Adam`` of ``common/optimizer.py`` and the networks ``SimpleConvNet``
 (``ch07/simple_convnet.py``) and ``DeepConvNet`` (``ch08/deep_convnet.py``).
@@ -13,7 +13,7 @@ float32 rows compare like with like (the book always works in float64):
 * the networks take a ``dtype`` (default float64, the book's) and cast the
   initial weights, drawn exactly as the book draws them from ``np.random``;
 * the pooling backward's ``dmax`` and col2im's image have the dtype of
-  ``dout`` (``numpy_reference.py``), not float64;
+  ``dout`` (``cconv._bench.numpy_reference``), not float64;
 * Adam's step size ``lr_t`` is a Python float: the book's NumPy float64
   scalar would, under NumPy 2's promotion rules, compute a float32 update in
   float64 (the result is the same in float64);
@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from numpy_reference import col2im, im2col, max_pool2d, max_pool2d_backward
+from cconv._bench.numpy_reference import col2im, im2col, max_pool2d, max_pool2d_backward
 
 __all__ = [
     "Adam",

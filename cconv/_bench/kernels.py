@@ -1,14 +1,13 @@
-#!/usr/bin/env python
 """Benchmark cconv's CNN kernels against the book's NumPy algorithm (and PyTorch).
 
-How to run (from the repository root, with cconv installed, e.g. ``pip install -e .``)::
+How to run (``cconv bench``, or ``python benchmarks/bench_kernels.py`` in a
+source checkout; both take the same options)::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python benchmarks/bench_kernels.py --torch --threads 2
+    cconv bench --torch --threads 2
 
-    python benchmarks/bench_kernels.py --quick                 # smoke run, seconds
-    python benchmarks/bench_kernels.py --dtype float32 --ops im2col,col2im
-    python benchmarks/bench_kernels.py --torch --json results.json
+    cconv bench --quick                 # smoke run, seconds
+    cconv bench --dtype float32 --ops im2col,col2im
+    cconv bench --torch --json results.json
 
 ``--torch`` needs PyTorch (optional; ``pip install torch``).  The whole run with
 ``--torch`` takes about two minutes on 2 cores and peaks at about 1.2 GB of
@@ -30,7 +29,7 @@ repetition; the table reports medians.  The implementations are
 
 * ``cconv``     -- the public API call as a user makes it (allocates its result);
 * ``cc out=``   -- the same call writing into preallocated ``out=`` buffers;
-* ``numpy``     -- the book's algorithm (``numpy_reference.py`` beside this file);
+* ``numpy``     -- the book's algorithm (:mod:`cconv._bench.numpy_reference`);
 * ``torch``     -- (``--torch``) ``F.unfold`` / ``F.fold`` / ``F.max_pool2d(...,
   return_indices=True)`` / ``F.avg_pool2d`` and, for the backward passes, the
   ATen kernels ``aten.max_pool2d_with_indices_backward`` / ``aten.avg_pool2d_backward``
@@ -88,9 +87,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import numpy_reference as ref  # noqa: E402  (the helper module beside this script)
-from _benchutil import (  # noqa: E402  (shared with the other benchmarks)
+from cconv._bench import numpy_reference as ref
+from cconv._bench.util import (
     OtherCpuMeter,
     RowStats,
     add_retry_args,
@@ -539,7 +537,7 @@ def table(rows: list, with_torch: bool) -> str:
 LEGEND = """\
 Legend: times are medians in ms.  cconv = public call (allocates its result);
 cc out= = same call into preallocated out= buffers; numpy = the book's algorithm
-(benchmarks/numpy_reference.py, dtype-preserving); np/cc and th/cc = other time /
+(cconv._bench.numpy_reference, dtype-preserving); np/cc and th/cc = other time /
 cconv time (higher = cconv faster).  cc GB/s = (bytes read + written) / cconv time;
 copy GB/s = single-threaded np.copyto of the same byte count (preallocated);
 %copy = cc GB/s / copy GB/s (%copy out= uses the cc out= time).  extra MB = peak
@@ -648,7 +646,7 @@ def parse_args(argv=None):
         description="Benchmark cconv's im2col/col2im/pooling kernels against the book's "
                     "NumPy algorithm and, optionally, PyTorch.",
         epilog="Example: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
-               "python benchmarks/bench_kernels.py --torch --threads 2")
+               "cconv bench --torch --threads 2")
     ap.add_argument("--repeat", type=int, default=None,
                     help="timed repetitions per row (default 7, or 3 with --quick)")
     ap.add_argument("--quick", action="store_true",
