@@ -26,7 +26,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["_openmp", "im2col", "col2im", "pooling"]
+KERNELS = ["_openmp", "im2col", "col2im", "pooling", "activation"]
 
 OPENMP_PROBE = textwrap.dedent(
     """\

@@ -1,6 +1,6 @@
 """cconv: fast, safe CNN kernels for NumPy, and the book's CNN stack on top.
 
-The kernels (im2col, col2im, max and average pooling, forward and backward)
+The kernels (im2col, col2im, max and average pooling, ReLU, forward and backward)
 are typed Cython modules that release the GIL and run in parallel with OpenMP
 where the build supports it. Batches are (N, C, H, W); :func:`im2col` returns
 rows ordered (n, oy, ox) and columns (c, ky, kx), as the book "Deep Learning
@@ -20,6 +20,7 @@ except ImportError as exc:  # a source checkout on sys.path shadows the install
         "package with `pip install .` (or `pip install -e .` for development) and "
         f"run Python outside the source folder, whose cconv/ lacks them ({exc})"
     ) from exc
+from cconv.kernels.activation import relu, relu_backward
 from cconv.kernels.col2im import col2im
 from cconv.kernels.im2col import im2col
 from cconv.kernels.pooling import (
@@ -52,5 +53,7 @@ __all__ = [
     "max_pool2d",
     "max_pool2d_backward",
     "openmp_enabled",
+    "relu",
+    "relu_backward",
     "set_num_threads",
 ]

@@ -75,7 +75,7 @@ def as_pair(value, name, minimum):
 
 
 def as_float_array(x, name, ndim):
-    """Return ``x`` as an ndarray of ``ndim`` dims with float32 or float64 dtype.
+    """Return ``x`` as an ndarray of ``ndim`` dims (any, if None) with float32 or float64 dtype.
 
     Native float32/float64 arrays come back as they are (any strides, no
     copy); float16 is converted to float32; integers, bools and longdouble
@@ -98,7 +98,7 @@ def as_float_array(x, name, ndim):
             f"{name} must have a real dtype (float32, float64, float16, integer "
             f"or bool), got dtype {arr.dtype}"
         )
-    if arr.ndim != ndim:
+    if ndim is not None and arr.ndim != ndim:
         raise ValueError(
             f"{name} must be a {ndim}-D array, got {arr.ndim}-D with shape {arr.shape}"
         )

@@ -34,6 +34,7 @@ import numpy as np
 
 from cconv._validation import as_pair, conv_output_size
 from cconv.functions import cross_entropy_error, sigmoid, softmax
+from cconv.kernels.activation import relu, relu_backward
 from cconv.kernels.col2im import col2im
 from cconv.kernels.im2col import im2col
 from cconv.kernels.pooling import (
@@ -415,7 +416,7 @@ class AvgPooling(_Pooling2d):
 
 
 class Relu:
-    """Rectified linear unit, ``max(0, x)``.
+    """Rectified linear unit, ``max(0, x)``, on the :mod:`cconv.kernels.activation` kernels.
 
     Attributes
     ----------
@@ -425,11 +426,11 @@ class Relu:
     Notes
     -----
     Unlike the book, :meth:`backward` returns a new array and leaves
-    ``dout`` untouched (the book zeroes it in place). Both passes are
-    branch-free (``np.maximum`` and a product with the mask), many times
-    faster than the book's boolean indexing or ``np.where`` on a random
-    mask; the output keeps the input's memory order. The values are the book's; only
-    the sign of a zero may differ (``-0.0 == 0.0``).
+    ``dout`` untouched (the book zeroes it in place). Each pass is one
+    branch-free sweep of a kernel (the book's boolean indexing takes several,
+    with a mispredicted branch per element). The values are the book's,
+    NaN included; the output is C-contiguous, in the input's floating dtype
+    (integer input gives float64, as the kernels' dtype policy).
 
     Examples
     --------
@@ -454,10 +455,10 @@ class Relu:
 
         Returns
         -------
-        out : ndarray, shape, dtype and memory order of ``x``
+        out : ndarray, shape of ``x``, C-contiguous
         """
-        self.mask = x <= 0
-        return np.maximum(x, 0)
+        out, self.mask = relu(x)
+        return out
 
     def backward(self, dout):
         """``dout`` where the input was positive, 0 elsewhere (a new array).
@@ -468,19 +469,11 @@ class Relu:
 
         Returns
         -------
-        dx : ndarray, shape and dtype of ``dout``
+        dx : ndarray, shape and dtype of ``dout``, C-contiguous
+            0 where the unit was off, even where ``dout`` is inf or NaN, as
+            the book.
         """
-        # The mask as 0/1 in dout's dtype, in the mask's memory order: a bool
-        # operand in a product whose operands have different memory orders
-        # makes NumPy cast through small buffers, several times slower.
-        keep = np.logical_not(self.mask, out=np.empty_like(self.mask, dtype=dout.dtype))
-        with np.errstate(invalid="ignore"):
-            dx = dout * keep
-        if not np.isfinite(dx).all():
-            # inf * 0 and NaN * 0 are NaN: where such a gradient meets a unit
-            # that was off, the book's answer is 0, which np.where gives.
-            dx = np.where(self.mask, 0, dout)
-        return dx
+        return relu_backward(dout, self.mask)
 
 
 class Sigmoid:
