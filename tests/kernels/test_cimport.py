@@ -22,7 +22,7 @@ import pytest
 from cconv_testutils import Geometry, random_array, with_layout
 
 CONSUMER_SOURCES = Path(__file__).parent / "cimport_consumer"
-PXD_MODULES = ("im2col", "col2im", "pooling")
+PXD_MODULES = ("im2col", "col2im", "pooling", "activation")
 GEOM = Geometry((2, 3, 7, 6), 3, 2, (2, 1), (1, 1))
 
 
@@ -165,6 +165,19 @@ def test_avg_pool2d_backward_core(
     dx = nan_like(expected)
     consumer.avg_pool2d_backward(dout, *window_args(GEOM), include_pad, dx, num_threads)
     np.testing.assert_array_equal(dx, expected)
+
+
+def test_relu_cores(consumer, rng, float_dtype, num_threads):
+    x = random_array(rng, (3, 40, 50), float_dtype)
+    expected_out, expected_mask = cconv.relu(x)
+    out, mask = nan_like(expected_out), np.zeros(x.shape, np.uint8)
+    consumer.relu(x.reshape(-1), out.reshape(-1), mask.reshape(-1), num_threads)
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(mask.view(bool), expected_mask)
+    dout = random_array(rng, x.shape, float_dtype)
+    dx = nan_like(dout)
+    consumer.relu_backward(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1), num_threads)
+    np.testing.assert_array_equal(dx, cconv.relu_backward(dout, expected_mask))
 
 
 def test_explicit_specialisation(consumer, rng):

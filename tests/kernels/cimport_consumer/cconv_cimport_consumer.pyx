@@ -9,6 +9,7 @@ validates the arguments and allocates the outputs, as the cores require.
 from cython cimport floating
 from libc.stdint cimport int64_t
 
+from cconv.kernels.activation cimport relu_backward_core, relu_core
 from cconv.kernels.col2im cimport col2im_core
 from cconv.kernels.im2col cimport im2col_core
 from cconv.kernels.pooling cimport (
@@ -71,3 +72,14 @@ def explicit_double_im2col(const double[:, :, :, :] x, Py_ssize_t filter_h, Py_s
     """The spelling of the docs: an explicit ``[double]`` specialisation."""
     with nogil:
         im2col_core[double](x, filter_h, filter_w, 1, 1, 0, 0, col, 1)
+
+
+def relu(const floating[::1] x, floating[::1] out, unsigned char[::1] mask, int num_threads):
+    with nogil:
+        relu_core(x, out, mask, num_threads)
+
+
+def relu_backward(const floating[::1] dout, const unsigned char[::1] mask, floating[::1] dx,
+                  int num_threads):
+    with nogil:
+        relu_backward_core(dout, mask, dx, num_threads)
