@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cconv import params_io
+from cconv._blas import serial_blas
 from cconv.gradient import numerical_gradient
 from cconv.layers import Affine, BatchNormalization, Convolution, Dropout
 
@@ -276,11 +277,12 @@ class Network:
         layers that behave differently in training (Dropout, BatchNormalization).
         """
         x = self._as_input(x)
-        for layer in self._layer_list():
-            if isinstance(layer, _TRAIN_FLG_LAYERS):
-                x = layer.forward(x, train_flg)
-            else:
-                x = layer.forward(x)
+        with serial_blas():
+            for layer in self._layer_list():
+                if isinstance(layer, _TRAIN_FLG_LAYERS):
+                    x = layer.forward(x, train_flg)
+                else:
+                    x = layer.forward(x)
         return x
 
     def loss(self, x, t, train_flg=True):
@@ -305,14 +307,15 @@ class Network:
 
     def gradient(self, x, t):
         """Gradients of :meth:`loss` by backpropagation: a dict with the keys of ``params``."""
-        self.loss(x, t)
-        dout = self.last_layer.backward(1)
-        first, *rest = self._layer_list()
-        for layer in reversed(rest):
-            dout = layer.backward(dout)
-        # Nothing uses the gradient of the input images: a first layer that
-        # can skip it (Convolution.param_backward) does.
-        getattr(first, "param_backward", first.backward)(dout)
+        with serial_blas():
+            self.loss(x, t)
+            dout = self.last_layer.backward(1)
+            first, *rest = self._layer_list()
+            for layer in reversed(rest):
+                dout = layer.backward(dout)
+            # Nothing uses the gradient of the input images: a first layer that
+            # can skip it (Convolution.param_backward) does.
+            getattr(first, "param_backward", first.backward)(dout)
         return {key: getattr(layer, "d" + attr) for layer, attr, key in self._links}
 
     def numerical_gradient(self, x, t):

@@ -1,0 +1,50 @@
+"""Networks run their passes with BLAS on one thread while the kernels use several."""
+
+import cconv
+import numpy as np
+import pytest
+from threadpoolctl import ThreadpoolController
+
+from cconv._blas import serial_blas
+
+
+def blas_threads():
+    return [lib.num_threads for lib in ThreadpoolController().select(user_api="blas").lib_controllers]
+
+
+@pytest.fixture
+def two_blas_threads():
+    controller = ThreadpoolController().select(user_api="blas")
+    if not controller.lib_controllers:
+        pytest.skip("no BLAS library that threadpoolctl can control is loaded")
+    with controller.limit(limits=2):
+        yield
+    cconv.set_num_threads(None)
+
+
+def test_serial_blas_limits_only_while_the_kernels_are_parallel(two_blas_threads):
+    cconv.set_num_threads(2)
+    with serial_blas():
+        assert blas_threads() == [1] * len(blas_threads())
+    assert set(blas_threads()) == {2}  # restored
+    cconv.set_num_threads(1)
+    with serial_blas():
+        assert set(blas_threads()) == {2}  # one kernel thread: BLAS keeps its threads
+
+
+def test_network_passes_run_with_serial_blas(two_blas_threads, monkeypatch):
+    cconv.set_num_threads(2)
+    seen = []
+    real_matmul = np.matmul
+
+    def recording_matmul(*args, **kwargs):
+        seen.append(tuple(blas_threads()))
+        return real_matmul(*args, **kwargs)
+
+    monkeypatch.setattr(cconv.layers.np, "matmul", recording_matmul)
+    net = cconv.SimpleConvNet(seed=0)
+    x = np.random.default_rng(0).random((4, 1, 28, 28))
+    net.gradient(x, np.arange(4))
+    net.predict(x)
+    assert seen and all(set(threads) == {1} for threads in seen)
+    assert set(blas_threads()) == {2}
