@@ -246,9 +246,17 @@ class Convolution(_WeightedLayer):
         # then reduces contiguous runs (faster, and pairwise, so more exact).
         self.db = np.sum(dout, axis=(0, 2, 3))
         dout_per_image = np.reshape(dout, (N, FN, -1))  # a view of an NCHW-contiguous dout
-        # The book's (col.T @ dout2d).T, made directly in W's layout: summed
-        # over images and output positions in one product.
-        dW = np.tensordot(dout_per_image, _per_image(self.col, N), axes=([0, 2], [0, 1]))
+        # The book's (col.T @ dout2d).T, made directly in W's layout.
+        col_per_image = _per_image(self.col, N)
+        if col_per_image.shape[2] <= col_per_image.shape[1]:
+            # Few weights per filter (C*FH*FW <= out_h*out_w, first layers):
+            # one product per image, summed; the (N, FN, C*FH*FW) partial sums
+            # take no more memory than dout.
+            dW = np.matmul(dout_per_image, col_per_image).sum(axis=0)
+        else:
+            # Many: one product over every image and position (tensordot
+            # makes an (FN, N*out_h*out_w) copy of dout for it).
+            dW = np.tensordot(dout_per_image, col_per_image, axes=([0, 2], [0, 1]))
         self.dW = dW.reshape(self.W.shape)
         return dout_per_image
 
