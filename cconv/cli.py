@@ -10,14 +10,27 @@
     cconv bench [kernel benchmark options]
 
 ``python -m cconv`` is the same command. Pictures are written headless
-(matplotlib's Agg backend); ``--show`` also opens them in windows. ``--quiet``
-prints nothing but errors and ``--json`` prints one JSON object on stdout.
-Bad arguments (a negative epoch count, an unknown net, a missing or corrupt
-params file, a params file of another net) exit with status 2 and one line on
-stderr; a data set that is neither on disk nor downloadable exits with 1.
+(matplotlib's Agg backend, without pyplot); ``--show`` also opens them in
+windows. ``--quiet`` prints nothing but errors and ``--json`` prints one JSON
+object on stdout. Bad arguments (a negative epoch count, an unknown net, a
+missing or corrupt params file, a params file of another net) exit with status
+2 and one line on stderr; a data set that is neither on disk nor downloadable
+exits with 1, an interrupted run (Ctrl-C) with 130.
+
+Accuracies of ``cconv train``: the book's trainer measures an epoch's
+accuracies after the epoch's *first* step (``train_acc_list`` and
+``test_acc_list`` in ``metrics.json``, as the book). ``cconv train`` also
+measures them after the epoch's *last* step, on the same images (the first
+``--eval-samples`` of each set): those are the ``train_acc`` and ``test_acc``
+of each entry of ``epochs`` in ``metrics.json`` and of the line printed after
+each epoch, and ``accuracy.png`` shows them against the number of epochs done
+(the point at 0 is the book's first measurement, after one step).
+``final_test_acc`` is measured on the whole test set, as ``cconv evaluate``
+does.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -30,6 +43,7 @@ from cconv import datasets, params_io
 from cconv._atomic import atomic_write_json, check_writable_dir
 from cconv.nets import NETWORKS, AlexNet, DeepConvNet, LeNet, SimpleConvNet, load_network
 from cconv.optim import OPTIMIZERS
+from cconv.trainer import CheckpointError, Trainer, TrainingDiverged
 
 __all__ = ["main"]
 
@@ -146,16 +160,38 @@ class _Console:
             print(json.dumps(obj, indent=2, sort_keys=True), flush=True)
 
 
+#: matplotlib backends that cannot open a window (``--show`` then only says so).
+_NON_INTERACTIVE_BACKENDS = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
+
+
 def _save_figures(console, show, figures):
     """Report the saved pictures; with ``--show``, open them in windows."""
     for path in figures.values():
         console.say(f"wrote {path}")
     if show:
-        import matplotlib.pyplot as plt
+        _show_figures(console, figures)
 
-        for fig in figures:
-            plt.figure(fig)  # hand the (pyplot-free) figure to pyplot's window manager
-        plt.show()
+
+def _show_figures(console, figures):
+    """Open the (pyplot-free) ``figures`` in pyplot's windows, if its backend can."""
+    import matplotlib.pyplot as plt
+
+    backend = str(plt.get_backend()).lower()
+    if backend in _NON_INTERACTIVE_BACKENDS:
+        console.note(
+            f"--show: matplotlib's backend {backend!r} cannot open windows (no display, or "
+            "MPLBACKEND set to a file backend); the pictures are in the files above"
+        )
+        return
+    for fig, path in figures.items():
+        try:
+            plt.figure(fig)  # matplotlib >= 3.11 adopts a figure made without pyplot
+        except ValueError:  # older ones do not ("not managed by pyplot"): show the saved file
+            image = plt.imread(path)
+            window = plt.figure(figsize=(image.shape[1] / fig.dpi, image.shape[0] / fig.dpi),
+                                dpi=fig.dpi)
+            window.figimage(image)
+    plt.show()
 
 
 # ----------------------------------------------------------------------------
@@ -163,11 +199,11 @@ def _save_figures(console, show, figures):
 # ----------------------------------------------------------------------------
 
 
-def _load_data(args, console, name):
+def _load_data(args, console, name, data_dir=None):
     try:
         return datasets.load_dataset(
             name,
-            data_dir=args.data_dir,
+            data_dir=data_dir,
             download=not args.no_download,
             progress=not args.quiet,
             log=console.note,
@@ -190,15 +226,35 @@ def _first_conv_weights(network):
     return network.params["W1"]
 
 
-def _dataset_of(params_path):
-    """The data set recorded by ``cconv train`` beside ``params_path``, or None."""
+def _recorded_data(params_path):
+    """``(dataset, data_dir)`` that ``cconv train`` recorded beside ``params_path``, or ``(None, None)``.
+
+    The data set is the one the network was trained on: the sample when
+    ``--dataset mnist`` fell back to it; ``data_dir`` is ``--data-dir`` (None
+    when none was given).
+    """
     metrics_path = os.path.join(os.path.dirname(os.path.abspath(params_path)), METRICS_FILE)
     try:
         with open(metrics_path, encoding="utf-8") as f:
-            name = json.load(f)["settings"]["dataset"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return name if name in DATASET_CHOICES else None
+            metrics = json.load(f)
+        settings = metrics["settings"]
+        name = (metrics.get("dataset") or {}).get("name") or settings["dataset"]
+        data_dir = settings.get("data_dir")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    if name not in DATASET_CHOICES:
+        return None, None
+    return name, data_dir if isinstance(data_dir, str) else None
+
+
+def _test_data(args, console):
+    """The test set of ``evaluate`` / ``visualize``: ``--dataset`` or, by default, the recorded one."""
+    dataset, data_dir = args.dataset, args.data_dir
+    if dataset is None and data_dir is None:
+        dataset, data_dir = _recorded_data(args.params)
+    elif dataset is None:
+        dataset = _recorded_data(args.params)[0]
+    return _load_data(args, console, dataset or "mnist", data_dir)
 
 
 def _params_record(path, net_choice):
@@ -277,7 +333,7 @@ def _check_resume(out, settings):
             saved = json.load(f).get("settings", {})
     except FileNotFoundError:
         return
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, AttributeError) as exc:
         raise UsageError(f"--resume: cannot read {METRICS_FILE} in {out!r} ({exc})") from exc
     changed = [
         f"--{key.replace('_', '-')} {saved.get(key)!r} -> {settings[key]!r}"
@@ -289,6 +345,73 @@ def _check_resume(out, settings):
             f"--resume: {out!r} was trained with other settings ({'; '.join(changed)}); "
             "repeat them, or train into another --out"
         )
+
+
+class _CommandTrainer(Trainer):
+    """The :class:`~cconv.trainer.Trainer` of ``cconv train``: it also measures each epoch's end.
+
+    The book's trainer measures an epoch's accuracies after the epoch's first
+    step, so its line for epoch 1 describes a network trained on one
+    mini-batch. This one measures them again after the epoch's last step, on
+    the same images, keeps them in the epoch's ``history`` entry
+    (``end_train_acc``, ``end_test_acc``; they are saved in the checkpoint
+    with it, so ``--resume`` keeps them) and calls ``epoch_done(entry)`` once
+    the epoch's checkpoint is written. The training itself (batches, updates,
+    random states) is that of :class:`~cconv.trainer.Trainer`: measuring
+    draws no random numbers.
+    """
+
+    def __init__(self, *args, epoch_done, **kwargs):
+        self._epoch_done = epoch_done
+        self._end_accuracies = None  # (iteration, train_acc, test_acc) of the last epoch end
+        super().__init__(*args, **kwargs)
+
+    def train_step(self):
+        loss = super().train_step()
+        done = self.current_iter
+        if done == self.max_iter or self._epoch_of(done) != self._epoch_of(done - 1):
+            start = time.perf_counter()
+            n = self.evaluate_sample_num_per_epoch  # None: all
+            self._end_accuracies = (
+                done,
+                float(self.network.accuracy(self.x_train[:n], self.t_train[:n])),
+                float(self.network.accuracy(self.x_test[:n], self.t_test[:n])),
+            )
+            self._eval_seconds += time.perf_counter() - start  # not training time (images/s)
+        return loss
+
+    def save_checkpoint(self, path=None):
+        entry = self.history[-1] if self.history else None
+        pending, self._end_accuracies = self._end_accuracies, None
+        if entry is None or pending is None or pending[0] != entry["end_iteration"]:
+            return super().save_checkpoint(path)
+        entry["end_train_acc"], entry["end_test_acc"] = pending[1:]
+        written = super().save_checkpoint(path)
+        self._epoch_done(entry)
+        return written
+
+
+def _eval_counts(data, eval_samples):
+    """Images of each set that the per-epoch accuracies are measured on."""
+    train, test = data.x_train.shape[0], data.x_test.shape[0]
+    if eval_samples:
+        train, test = min(train, eval_samples), min(test, eval_samples)
+    return {"train": int(train), "test": int(test)}
+
+
+def _accuracy_curves(trainer):
+    """Train and test accuracy after 0, 1, ..., N epochs (0: the book's first, after one step).
+
+    The book's lists (after each epoch's first step) when an epoch lacks its
+    end-of-epoch accuracies.
+    """
+    ends = [(entry.get("end_train_acc"), entry.get("end_test_acc")) for entry in trainer.history]
+    if not trainer.train_acc_list or not ends or any(None in pair for pair in ends):
+        return list(trainer.train_acc_list), list(trainer.test_acc_list)
+    return (
+        [float(trainer.train_acc_list[0]), *(train for train, _ in ends)],
+        [float(trainer.test_acc_list[0]), *(test for _, test in ends)],
+    )
 
 
 def _train_metrics(settings, data, trainer, seconds, network):
@@ -304,12 +427,22 @@ def _train_metrics(settings, data, trainer, seconds, network):
             "train_images": int(data.x_train.shape[0]),
             "test_images": int(data.x_test.shape[0]),
         },
+        # Accuracies at the end of each epoch, on eval_images (see the module docstring).
+        "eval_images": _eval_counts(data, settings["eval_samples"]),
         "epochs": [
-            {key: entry[key] for key in ("epoch", "loss", "train_acc", "test_acc", "seconds",
-                                         "train_seconds", "images_per_sec")}
+            {
+                "epoch": entry["epoch"],
+                "loss": entry["loss"],
+                "train_acc": entry.get("end_train_acc"),
+                "test_acc": entry.get("end_test_acc"),
+                "seconds": entry["seconds"],
+                "train_seconds": entry["train_seconds"],
+                "images_per_sec": entry["images_per_sec"],
+            }
             for entry in metrics["history"]
         ],
         "final_test_acc": metrics["final_test_acc"],
+        # The book's lists: one loss per step; accuracies after each epoch's first step.
         "train_loss_list": metrics["train_loss_list"],
         "train_acc_list": metrics["train_acc_list"],
         "test_acc_list": metrics["test_acc_list"],
@@ -318,9 +451,16 @@ def _train_metrics(settings, data, trainer, seconds, network):
     }
 
 
+def _plural(count, word):
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during ``cconv train``: the message says what is saved; exit status 130."""
+
+
 def _train(args, console):
     from cconv import plots
-    from cconv.trainer import CheckpointError, Trainer, TrainingDiverged
 
     out = _output_dir(args.out)
     settings = {
@@ -335,17 +475,16 @@ def _train(args, console):
         "seed": args.seed,
         "eval_samples": args.eval_samples,
     }
+    checkpoint_dir = os.path.join(out, CHECKPOINT_DIR)
     if args.resume:
         _check_resume(out, settings)
-    elif os.path.isdir(os.path.join(out, CHECKPOINT_DIR)) and os.listdir(
-        os.path.join(out, CHECKPOINT_DIR)
-    ):
+    elif os.path.isdir(checkpoint_dir) and os.listdir(checkpoint_dir):
         raise UsageError(
             f"--out: {out!r} holds checkpoints of an earlier run; continue it with --resume, "
             "or train into another folder"
         )
 
-    data = _load_data(args, console, args.dataset)
+    data = _load_data(args, console, args.dataset, args.data_dir)
     dtype = np.dtype(args.dtype)
     x_train, x_test = data.x_train.astype(dtype, copy=False), data.x_test.astype(dtype, copy=False)
     if args.seed is not None:
@@ -355,54 +494,105 @@ def _train(args, console):
     except ValueError as exc:
         raise UsageError(f"--net {args.net}: {exc}") from exc
 
-    figures = {}
-    before_path = os.path.join(out, "filters_before.png")
-    if not (args.resume and os.path.exists(before_path)):
-        figures[plots.filters_figure(_first_conv_weights(network), before_path)] = before_path
-    console.say(
-        f"training {type(network).__name__} ({args.dtype}) on {data.name}: "
-        f"{x_train.shape[0]} train / {x_test.shape[0]} test images, {args.epochs} epochs, "
-        f"batch {args.batch_size}, {args.optimizer} lr {args.lr:g}"
-    )
-    eval_samples = args.eval_samples or None
+    initial_filters = _first_conv_weights(network).copy()  # --resume loads the checkpoint's into it
+    metrics_path = os.path.join(out, METRICS_FILE)
+    eval_counts = _eval_counts(data, args.eval_samples)
+    start = time.perf_counter()
+
+    def epoch_done(entry):
+        # Called once the epoch's checkpoint is on disk: metrics.json follows it, so an
+        # interrupted run keeps the metrics of its completed epochs.
+        atomic_write_json(
+            metrics_path,
+            _train_metrics(settings, data, trainer, time.perf_counter() - start, network),
+        )
+        console.say(
+            f"epoch {entry['epoch']}/{trainer.num_epochs}: loss {entry['loss']:.4f}, "
+            f"train acc {entry['end_train_acc']:.4f}, test acc {entry['end_test_acc']:.4f} "
+            f"({eval_counts['train']} train / {eval_counts['test']} test images), "
+            f"{entry['seconds']:.1f} s, {entry['images_per_sec']:.0f} images/s"
+        )
+
     try:
-        trainer = Trainer(
+        trainer = _CommandTrainer(
             network, x_train, data.t_train, x_test, data.t_test,
             epochs=args.epochs,
             mini_batch_size=args.batch_size,
             optimizer=args.optimizer,
             optimizer_param={"lr": args.lr},
-            evaluate_sample_num_per_epoch=eval_samples,
-            verbose=console.chatty,
+            evaluate_sample_num_per_epoch=args.eval_samples or None,
+            verbose=False,  # the lines of the book's trainer are replaced by epoch_done's
             progress=sys.stderr if not args.quiet else False,
-            checkpoint_dir=os.path.join(out, CHECKPOINT_DIR),
+            checkpoint_dir=checkpoint_dir,
             resume=args.resume,
+            epoch_done=epoch_done,
         )
     except CheckpointError as exc:
         raise UsageError(f"--resume: {exc}") from exc
+    if trainer.current_iter > trainer.max_iter:
+        raise UsageError(
+            f"--epochs {args.epochs}: the checkpoint in {out!r} is at epoch "
+            f"{len(trainer.history)}; --resume continues a run to more epochs"
+        )
+
+    figures = {}
+    before_path = os.path.join(out, "filters_before.png")
+    if not (args.resume and os.path.exists(before_path)):
+        figures[plots.filters_figure(initial_filters, before_path)] = before_path
+    console.say(
+        f"training {type(network).__name__} ({args.dtype}) on {data.name}: "
+        f"{x_train.shape[0]} train / {x_test.shape[0]} test images, "
+        f"{_plural(args.epochs, 'epoch')}, batch {args.batch_size}, {args.optimizer} lr {args.lr:g}"
+    )
+    if args.resume:
+        if trainer.checkpoint_path is None:
+            console.note(f"--resume: no checkpoint in {checkpoint_dir!r}: training starts from the beginning")
+        else:
+            console.say(f"resumed from {trainer.checkpoint_path}: {_plural(len(trainer.history), 'epoch')} done")
     # metrics.json is written first with the settings, so that --resume can check them.
-    start = time.perf_counter()
-    atomic_write_json(os.path.join(out, METRICS_FILE), _train_metrics(settings, data, trainer, 0.0, network))
+    atomic_write_json(metrics_path, _train_metrics(settings, data, trainer, 0.0, network))
     try:
-        trainer.train()
+        # Overflow on the way to a NaN loss is reported as TrainingDiverged, not as warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            trainer.train()
     except TrainingDiverged as exc:
         atomic_write_json(
-            os.path.join(out, METRICS_FILE),
-            _train_metrics(settings, data, trainer, time.perf_counter() - start, network),
+            metrics_path, _train_metrics(settings, data, trainer, time.perf_counter() - start, network)
         )
-        raise UsageError(f"training stopped: {exc}") from exc
+        saved = (
+            f"the checkpoint of the last good epoch is {exc.checkpoint}"
+            if exc.checkpoint else "no epoch was completed"
+        )
+        raise UsageError(
+            f"training diverged: the loss became {exc.loss} at epoch {exc.epoch} (step "
+            f"{exc.iteration + 1}); {saved}; try a lower --lr, in another --out"
+        ) from exc
+    except KeyboardInterrupt:
+        done = len(trainer.history)
+        if trainer.checkpoint_path is None:
+            saved = "no epoch was completed, nothing is saved"
+        else:
+            saved = (
+                f"{_plural(done, 'epoch')} done, saved in {trainer.checkpoint_path}; "
+                "run the same command with --resume to continue"
+            )
+        raise _Interrupted(f"during epoch {done + 1}: {saved}") from None
     seconds = time.perf_counter() - start
 
     params_path = os.path.join(out, PARAMS_FILE)
     network.save_params(params_path)
     metrics = _train_metrics(settings, data, trainer, seconds, network)
-    atomic_write_json(os.path.join(out, METRICS_FILE), metrics)
+    atomic_write_json(metrics_path, metrics)
+    console.say(
+        f"final test accuracy {metrics['final_test_acc']:.4f} "
+        f"({metrics['dataset']['test_images']} test images)"
+    )
     accuracy_path = os.path.join(out, "accuracy.png")
-    figures[plots.accuracy_figure(trainer.train_acc_list, trainer.test_acc_list, accuracy_path)] = accuracy_path
+    figures[plots.accuracy_figure(*_accuracy_curves(trainer), accuracy_path)] = accuracy_path
     after_path = os.path.join(out, "filters_after.png")
     figures[plots.filters_figure(_first_conv_weights(network), after_path)] = after_path
     console.say(f"wrote {params_path}")
-    console.say(f"wrote {os.path.join(out, METRICS_FILE)}")
+    console.say(f"wrote {metrics_path}")
     _save_figures(console, args.show, figures)
     console.result({
         "out": out,
@@ -421,10 +611,13 @@ def _train(args, console):
 
 
 def _confusion_text(matrix, classes):
-    width = max(5, *(len(str(c)) for c in classes), len(str(int(matrix.max(initial=0)))))
-    head = "true\\pred".ljust(width + 2) + " ".join(str(c)[:width].rjust(width) for c in range(len(classes)))
+    """The confusion matrix as text: a row per true class (named), a column per predicted label."""
+    corner = "true\\pred"
+    label_width = max(len(corner), *(len(str(c)) for c in classes)) + 2
+    width = max(5, len(str(len(classes) - 1)), len(str(int(matrix.max(initial=0)))))
+    head = corner.ljust(label_width) + " ".join(str(c).rjust(width) for c in range(len(classes)))
     rows = [
-        f"{str(classes[i])[:width].ljust(width + 2)}" + " ".join(f"{v:{width}d}" for v in row)
+        str(classes[i]).ljust(label_width) + " ".join(f"{v:{width}d}" for v in row)
         for i, row in enumerate(matrix)
     ]
     return "\n".join([head, *rows])
@@ -434,8 +627,7 @@ def _evaluate(args, console):
     from cconv import plots
 
     meta = _params_record(args.params, args.net)
-    dataset = args.dataset or _dataset_of(args.params) or "mnist"
-    data = _load_data(args, console, dataset)
+    data = _test_data(args, console)
     network = _open_network(args.params, meta, args.net, data.x_test.shape[1:])
     _check_input(network, data, args.params)
     out = _output_dir(args.out or os.path.dirname(os.path.abspath(args.params)))
@@ -483,8 +675,7 @@ def _visualize(args, console):
     from cconv import plots
 
     meta = _params_record(args.params, args.net)
-    dataset = args.dataset or _dataset_of(args.params) or "mnist"
-    data = _load_data(args, console, dataset)
+    data = _test_data(args, console)
     network = _open_network(args.params, meta, args.net, data.x_test.shape[1:])
     _check_input(network, data, args.params)
     if args.index >= data.x_test.shape[0]:
@@ -561,7 +752,8 @@ def _add_params_command(subparsers, name, help_text, func):
     parser.add_argument("--net", type=_choice(tuple(NET_CLASSES)),
                         help="the network of PARAMS, for files that do not record it")
     parser.add_argument("--dataset", type=_choice(DATASET_CHOICES),
-                        help="test set (default: the one recorded beside PARAMS, else mnist)")
+                        help="test set (default: the one PARAMS was trained on, as recorded in "
+                        "metrics.json beside it, with its --data-dir; else mnist)")
     parser.add_argument("--out", metavar="DIR", help="where the pictures go (default: PARAMS's folder)")
     _add_common(parser)
     parser.set_defaults(func=func)
@@ -626,16 +818,17 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the ``cconv`` command; return its exit status."""
+    """Run the ``cconv`` command; return its exit status (0 for ``--help`` and ``--version``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version: argparse printed them
+            return exc.code if isinstance(exc.code, int) else 0
         console = _Console(args.quiet, args.json)
-        if not args.show:
-            os.environ.setdefault("MPLBACKEND", "Agg")
         return args.func(args, console)
     except UsageError as exc:
         print(f"cconv: error: {exc}", file=sys.stderr)
@@ -643,6 +836,17 @@ def main(argv=None):
     except datasets.DatasetUnavailableError as exc:
         print(f"cconv: error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except _Interrupted as exc:
+        print(f"cconv: interrupted {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("cconv: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout closed early (cconv ... | head): stop quietly
+        # As the Python docs advise: no second error when the interpreter flushes stdout.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_UNAVAILABLE
+    except OSError as exc:  # a file that cannot be read or written (disk full, permissions)
+        print(f"cconv: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
