@@ -48,3 +48,23 @@ def test_network_passes_run_with_serial_blas(two_blas_threads, monkeypatch):
     net.predict(x)
     assert seen and all(set(threads) == {1} for threads in seen)
     assert set(blas_threads()) == {2}
+
+
+def test_serial_blas_nests_and_overlaps_across_threads(two_blas_threads):
+    # Two passes from two threads that enter and leave out of order: BLAS is
+    # serial while either runs, and its count is restored after both.
+    cconv.set_num_threads(2)
+    first, second = serial_blas(), serial_blas()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert set(blas_threads()) == {1}  # the second pass is still running
+    second.__exit__(None, None, None)
+    assert set(blas_threads()) == {2}
+
+
+def test_serial_blas_can_be_turned_off(two_blas_threads, monkeypatch):
+    cconv.set_num_threads(2)
+    monkeypatch.setenv("CCONV_SERIAL_BLAS", "0")
+    with serial_blas():
+        assert set(blas_threads()) == {2}
