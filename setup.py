@@ -26,7 +26,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["_openmp", "im2col", "col2im", "pooling", "activation"]
+KERNELS = ["_openmp", "im2col", "col2im", "pooling", "activation", "adam"]
 
 OPENMP_PROBE = textwrap.dedent(
     """\
@@ -105,7 +105,13 @@ class BuildExtWithOptionalOpenMP(build_ext):
                 self.force = self.force or f.read() != mode
         except OSError:
             self.force = True
-        optimize = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        # No fused multiply-add contraction (gcc's default where the CPU has
+        # FMA, e.g. aarch64): the kernels round as numpy does, which the
+        # bit-identical Adam update relies on. MSVC does not contract by default.
+        if self.compiler.compiler_type == "msvc":
+            optimize = ["/O2"]
+        else:
+            optimize = ["-O3", "-ffp-contract=off"]
         for ext in self.extensions:
             ext.extra_compile_args = list(ext.extra_compile_args) + optimize
             if use_openmp:

@@ -3,8 +3,9 @@
 Every optimizer has the book's interface ``update(params, grads)``: for each
 key of ``params`` it updates ``params[key]`` **in place** (``params[key] -=
 ...``), so a layer holding the same array sees the new values, using the
-book's formulas in the book's order of operations (float64 results are
-bit-identical to the book's). Per-parameter state (velocity ``v``,
+book's formulas in the book's order of operations (results are bit-identical
+to the book's when gradients have the parameters' dtype, as the networks'
+do; Adam runs as one pass of a compiled kernel, :mod:`cconv.kernels.adam`). Per-parameter state (velocity ``v``,
 accumulator ``h``, moments ``m`` and ``v``) is made lazily with
 ``np.zeros_like``, so it has the parameter's dtype; hyperparameters are
 Python floats, so float32 parameters are updated in float32.
@@ -19,6 +20,8 @@ import math
 import operator
 
 import numpy as np
+
+from cconv.kernels import adam as adam_kernel
 
 __all__ = [
     "OPTIMIZERS",
@@ -333,6 +336,9 @@ class Adam(Optimizer):
         )
 
     def _update_one(self, param, grad, m, v):
+        if adam_kernel.fits(param, grad, m, v):  # the usual case: one pass, same bits
+            adam_kernel.adam_update(param, grad, m, v, self._lr_t, self.beta1, self.beta2, EPSILON)
+            return
         # The formula's operations in its order, through two scratch arrays
         # instead of a temporary per operation (bit-identical, fewer passes).
         step = np.subtract(grad, m)
