@@ -14,8 +14,9 @@ and no intermediate is promoted. Mixing dtypes (a float32 input with float64
 parameters) follows NumPy's promotion. Convolution and pooling inputs follow
 the kernels' policy (float16 becomes float32, integers become float64).
 
-Memory: the kernels read their inputs through strides, so no input is copied
-to make it contiguous. :class:`Convolution` returns a C-contiguous (N, FN,
+Memory: the convolution and pooling kernels read their inputs through
+strides, so no input is copied to make it contiguous (the ReLU kernels copy a
+non-contiguous input once). :class:`Convolution` returns a C-contiguous (N, FN,
 out_h, out_w) array (the book returns a transposed view of an (N, out_h,
 out_w, FN) product): the layers after it and their gradients then all keep
 one memory order, which makes every pass a contiguous one.
@@ -205,7 +206,7 @@ class Convolution(_WeightedLayer):
         # One product per image, W (FN, C*FH*FW) @ col_n.T: out comes out
         # C-contiguous NCHW, the layout that the pooling kernels return their
         # gradients in, so no pass of forward or backward mixes layouts.
-        out = np.matmul(col_W.T, _per_image(col, N).transpose(0, 2, 1))
+        out = np.matmul(col_W.T, _per_image(col, N, out_h * out_w).transpose(0, 2, 1))
         out += self.b.reshape(FN, 1)
         self.x = x
         self.col = col
@@ -241,13 +242,14 @@ class Convolution(_WeightedLayer):
     def _param_backward(self, dout):
         """Set ``dW`` and ``db``; return ``dout`` as an (N, FN, out_h*out_w) array."""
         FN = self.W.shape[0]
-        N = dout.shape[0]
+        N, _, out_h, out_w = np.shape(dout)
+        positions = out_h * out_w
         # The book's np.sum(dout2d, axis=0), summed over the 4-D array: NumPy
         # then reduces contiguous runs (faster, and pairwise, so more exact).
         self.db = np.sum(dout, axis=(0, 2, 3))
-        dout_per_image = np.reshape(dout, (N, FN, -1))  # a view of an NCHW-contiguous dout
+        dout_per_image = np.reshape(dout, (N, FN, positions))  # a view of an NCHW-contiguous dout
         # The book's (col.T @ dout2d).T, made directly in W's layout.
-        col_per_image = _per_image(self.col, N)
+        col_per_image = _per_image(self.col, N, positions)
         if col_per_image.shape[2] <= col_per_image.shape[1]:
             # Few weights per filter (C*FH*FW <= out_h*out_w, first layers):
             # one product per image, summed; the (N, FN, C*FH*FW) partial sums
@@ -261,9 +263,9 @@ class Convolution(_WeightedLayer):
         return dout_per_image
 
 
-def _per_image(col, N):
-    """``col`` (N*out_h*out_w, K) as an (N, out_h*out_w, K) view."""
-    return col.reshape(N, -1, col.shape[1])
+def _per_image(col, N, positions):
+    """``col`` (N*positions, K) as an (N, positions, K) view (``positions = out_h*out_w``)."""
+    return col.reshape(N, positions, col.shape[1])
 
 
 class _Pooling2d:
@@ -477,7 +479,9 @@ class Relu:
 
         Returns
         -------
-        dx : ndarray, shape and dtype of ``dout``, C-contiguous
+        dx : ndarray, shape of ``dout``, C-contiguous
+            float32 or float64 (the kernels' dtype policy: float16 gives
+            float32, integers float64).
             0 where the unit was off, even where ``dout`` is inf or NaN, as
             the book.
         """

@@ -615,3 +615,14 @@ def test_lrn_alexnet_defaults_and_bad_n():
     assert (layer.n, layer.k, layer.alpha, layer.beta) == (5, 2.0, 1e-4, 0.75)
     with pytest.raises(ValueError, match="n must be"):
         LRN(n=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_convolution_takes_an_empty_batch(rng, dtype):
+    layer = Convolution(random_array(rng, (4, 3, 3, 3), dtype), random_array(rng, (4,), dtype), 1, 1)
+    out = layer.forward(np.zeros((0, 3, 6, 5), dtype))
+    assert out.shape == (0, 4, 6, 5) and out.dtype == dtype
+    dx = layer.backward(np.zeros_like(out))
+    assert dx.shape == (0, 3, 6, 5)
+    np.testing.assert_array_equal(layer.dW, np.zeros((4, 3, 3, 3)))
+    np.testing.assert_array_equal(layer.db, np.zeros(4))
