@@ -88,14 +88,15 @@ class _ArgumentParser(argparse.ArgumentParser):
 # ----------------------------------------------------------------------------
 
 
-def _int_at_least(minimum):
+def _int_at_least(minimum, maximum=None):
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            expected = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise argparse.ArgumentTypeError(f"expected an integer {expected}, got {value}")
         return value
 
     parse.__name__ = "integer"
@@ -199,7 +200,7 @@ def _show_figures(console, figures):
 # ----------------------------------------------------------------------------
 
 
-def _load_data(args, console, name, data_dir=None):
+def _load_data(args, console, name, data_dir=None, data_dir_origin="--data-dir"):
     try:
         return datasets.load_dataset(
             name,
@@ -208,8 +209,8 @@ def _load_data(args, console, name, data_dir=None):
             progress=not args.quiet,
             log=console.note,
         )
-    except FileNotFoundError as exc:  # --data-dir lacks a file
-        raise UsageError(f"--data-dir: {exc}") from exc
+    except FileNotFoundError as exc:  # the data folder lacks a file
+        raise UsageError(f"{data_dir_origin}: {exc}") from exc
     except ValueError as exc:  # files that are not MNIST-shaped IDX files
         raise UsageError(str(exc)) from exc
 
@@ -249,12 +250,16 @@ def _recorded_data(params_path):
 
 def _test_data(args, console):
     """The test set of ``evaluate`` / ``visualize``: ``--dataset`` or, by default, the recorded one."""
-    dataset, data_dir = args.dataset, args.data_dir
+    dataset, data_dir, origin = args.dataset, args.data_dir, "--data-dir"
     if dataset is None and data_dir is None:
         dataset, data_dir = _recorded_data(args.params)
+        origin = (
+            f"the data folder recorded in {METRICS_FILE} beside PARAMS (give --dataset or "
+            "--data-dir to test on other data)"
+        )
     elif dataset is None:
         dataset = _recorded_data(args.params)[0]
-    return _load_data(args, console, dataset or "mnist", data_dir)
+    return _load_data(args, console, dataset or "mnist", data_dir, origin)
 
 
 def _params_record(path, net_choice):
@@ -788,7 +793,7 @@ def build_parser():
     train.add_argument("--lr", type=_positive_float, default=DEFAULT_LR, help="learning rate")
     train.add_argument("--dtype", type=_choice(("float32", "float64")), default="float64",
                        help="float64 (default, as the book) or float32 (faster)")
-    train.add_argument("--seed", type=_int_at_least(0),
+    train.add_argument("--seed", type=_int_at_least(0, 2**32 - 1),  # np.random.seed's range
                        help="seed of the weights, the batches and dropout")
     train.add_argument("--eval-samples", type=_int_at_least(0), default=DEFAULT_EVAL_SAMPLES,
                        help="images of each set for the per-epoch accuracies (0: all)")

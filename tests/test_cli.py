@@ -715,6 +715,7 @@ def test_plain_npz_needs_net(sample_run, tmp_path, capsys):
         (("--batch-size", "0"), "--batch-size"),
         (("--dtype", "float16"), "--dtype"),
         (("--seed", "-1"), "--seed"),
+        (("--seed", str(2**32)), "--seed"),
         (("--eval-samples", "-1"), "--eval-samples"),
         (("--frobnicate",), "--frobnicate"),
         (("--epochs",), "--epochs"),
