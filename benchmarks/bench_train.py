@@ -50,9 +50,11 @@ training on the same batch from run to run, which does not change the work.
 
 Threads: ``--threads N`` (default 2) sets ``cconv.set_num_threads(N)``,
 ``torch.set_num_threads(N)`` and, through threadpoolctl, NumPy's BLAS to N
-threads; ``--blas-threads M`` gives BLAS another count (e.g. 1, to see whether
-the OpenMP kernels and the BLAS threads get in each other's way).  The numpy
-implementation uses the same BLAS.
+threads; ``--blas-threads M`` gives BLAS another count.  The numpy
+implementation uses that BLAS; cconv's networks limit BLAS to one thread inside
+``predict`` and ``gradient`` whenever the kernels use more than one
+(``cconv/_blas.py``; ``CCONV_SERIAL_BLAS=0`` in the environment turns that off,
+to compare).
 
 Busy machine: the share of the CPUs that *other* processes used while each row
 was timed is measured (from /proc/stat) and shown as ``busy%``; a row over 5%
@@ -70,7 +72,7 @@ iteration's time goes: every layer's forward and backward (each layer's
 methods wrapped with timers), the loss layer, ``Adam.update`` and the rest
 (Python glue), over the iterations of a training run (at least 5), as ms/iteration and % of the iteration, with the part of each
 layer spent in BLAS matrix products (``np.dot``, ``np.matmul``, ``np.tensordot``) and in cconv's kernels
-(im2col, col2im, max pooling).  The timers cost about a microsecond per call.
+(im2col, col2im, max pooling, ReLU).  The timers cost about a microsecond per call.
 
 After the table a "targets" section evaluates the project's target --
 SimpleConvNet training at least as fast as PyTorch with 2 threads, float32
@@ -400,7 +402,7 @@ class _NumpyTimedBlas:
         return getattr(self._np, name)
 
 
-KERNELS = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward")
+KERNELS = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward", "relu", "relu_backward")
 PROFILE_MIN_ITERS = 5
 
 
@@ -744,7 +746,7 @@ def main(argv=None) -> int:
         print("Where the time goes: per-layer profile of cconv's training iteration")
         print("=" * 68)
         print("(ms per iteration; BLAS = np.dot/matmul/tensordot inside the layer, kernels = cconv's im2col/"
-              "col2im/max_pool2d[_backward], rest = the layer's other NumPy work)")
+              "col2im/max_pool2d[_backward]/relu[_backward], rest = the layer's other NumPy work)")
         for p in profiles:
             print()
             print(p)

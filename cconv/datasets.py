@@ -114,6 +114,11 @@ IDX_DTYPES = {
 #: Largest data size (bytes) :func:`read_idx` accepts from a header: 16 GiB.
 MAX_IDX_BYTES = 2**34
 
+#: Cap on one IDX file of a ``data_dir`` (MNIST-shaped: 28x28 uint8 images):
+#: 1 GiB holds over a million images, and a small gzip file cannot make the
+#: reader grow a buffer beyond it.
+MAX_FOLDER_IDX_BYTES = 2**30
+
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20  # bytes per read while decompressing or downloading
 _MAX_IDX_NDIM = 32
@@ -778,7 +783,7 @@ def _read_folder(folder):
                 + ", ".join(IDX_NAMES)
                 + " (each with or without .gz)"
             )
-        arrays.append((path, read_idx(path)))
+        arrays.append((path, read_idx(path, max_bytes=MAX_FOLDER_IDX_BYTES)))
     return arrays
 
 

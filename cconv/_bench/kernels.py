@@ -76,7 +76,6 @@ import contextlib
 import ctypes
 import gc
 import json
-import os
 import re
 import statistics
 import sys

@@ -8,6 +8,8 @@ Python code uses the functions re-exported by :mod:`cconv`. Cython code can
 - ``cconv.kernels.col2im``: ``col2im_core``
 - ``cconv.kernels.pooling``: ``max_pool2d_core``, ``max_pool2d_backward_core``,
   ``avg_pool2d_core``, ``avg_pool2d_backward_core``
+- ``cconv.kernels.activation``: ``relu_core``, ``relu_backward_core``
+- ``cconv.kernels.adam``: ``adam_update_core``
 
 Example::
 

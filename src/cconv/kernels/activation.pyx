@@ -121,6 +121,24 @@ def relu(x, *, out=None, mask_out=None):
         ``x`` with the entries ``<= 0`` set to 0 (NaN stays NaN).
     mask : ndarray of bool, shape of x, C-contiguous
         ``x <= 0``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a real-valued array, or ``out``/``mask_out`` has the
+        wrong type or dtype.
+    ValueError
+        ``out``/``mask_out`` has the wrong shape, is not C-contiguous or
+        writeable, or shares memory with ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, mask = relu(np.array([-1.0, 0.0, 2.0, np.nan]))
+    >>> out, mask
+    (array([ 0.,  0.,  2., nan]), array([ True,  True, False, False]))
+    >>> relu_backward(np.array([5.0, 5.0, 5.0, np.inf]), mask)
+    array([ 0.,  0.,  5., inf])
     """
     x = as_float_array(x, "x", None)
     out = check_out(out, x.shape, x.dtype, (x,))
@@ -152,6 +170,16 @@ def relu_backward(dout, mask, *, out=None):
     Returns
     -------
     dx : ndarray, shape of dout, float32 or float64, C-contiguous
+
+    Raises
+    ------
+    TypeError
+        ``dout`` is not a real-valued array, ``mask`` is not a bool ndarray,
+        or ``out`` has the wrong type or dtype.
+    ValueError
+        ``mask`` has another shape than ``dout``, or ``out`` has the wrong
+        shape, is not C-contiguous or writeable, or shares memory with the
+        inputs (other than being ``dout`` itself).
     """
     in_place = out is not None and out is dout
     dout = as_float_array(dout, "dout", None)
