@@ -16,13 +16,14 @@ from pathlib import Path
 
 import cconv
 import cconv.kernels
+import cconv.kernels.adam
 import numpy as np
 import pytest
 
 from cconv_testutils import Geometry, random_array, with_layout
 
 CONSUMER_SOURCES = Path(__file__).parent / "cimport_consumer"
-PXD_MODULES = ("im2col", "col2im", "pooling", "activation")
+PXD_MODULES = ("im2col", "col2im", "pooling", "activation", "adam")
 GEOM = Geometry((2, 3, 7, 6), 3, 2, (2, 1), (1, 1))
 
 
@@ -178,6 +179,18 @@ def test_relu_cores(consumer, rng, float_dtype, num_threads):
     dx = nan_like(dout)
     consumer.relu_backward(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1), num_threads)
     np.testing.assert_array_equal(dx, cconv.relu_backward(dout, expected_mask))
+
+
+def test_adam_update_core(consumer, rng, float_dtype, num_threads):
+    param = random_array(rng, (40, 50), float_dtype)
+    grad = random_array(rng, param.shape, float_dtype)
+    m, v = random_array(rng, param.shape, float_dtype), np.abs(random_array(rng, param.shape, float_dtype))
+    want = [a.copy() for a in (param, grad, m, v)]
+    cconv.kernels.adam.adam_update(*want, 0.001, 0.9, 0.999, 1e-7)
+    consumer.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                         0.001, 0.9, 0.999, 1e-7, num_threads)
+    for got, expected in zip((param, m, v), (want[0], want[2], want[3])):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_explicit_specialisation(consumer, rng):

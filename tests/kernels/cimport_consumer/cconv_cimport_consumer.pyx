@@ -10,6 +10,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from cconv.kernels.activation cimport relu_backward_core, relu_core
+from cconv.kernels.adam cimport adam_update_core
 from cconv.kernels.col2im cimport col2im_core
 from cconv.kernels.im2col cimport im2col_core
 from cconv.kernels.pooling cimport (
@@ -83,3 +84,9 @@ def relu_backward(const floating[::1] dout, const unsigned char[::1] mask, float
                   int num_threads):
     with nogil:
         relu_backward_core(dout, mask, dx, num_threads)
+
+
+def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m, floating[::1] v,
+                double lr_t, double beta1, double beta2, double eps, int num_threads):
+    with nogil:
+        adam_update_core(param, grad, m, v, lr_t, beta1, beta2, eps, num_threads)
