@@ -65,7 +65,7 @@ _FILTER_CELL = 0.8
 _TITLE_HEIGHT = 0.4
 #: One image of :func:`misclassified_figure` (width, height with its label), and the header.
 _MISS_CELL = (1.2, 1.5)
-_MISS_HEADER = 0.5
+_MISS_HEADER = 0.8
 _MISS_MIN_WIDTH = 3.0
 _EMPTY_SIZE = (4.0, 1.0)
 #: :func:`confusion_figure`: inches per class, plus room for labels, within bounds.
@@ -625,7 +625,7 @@ def misclassified_figure(
     title=None,
     dpi=DEFAULT_DPI,
 ):
-    """A grid of the images whose prediction is wrong, each labelled ``pred X / true Y``.
+    """A grid of the images whose prediction is wrong, each titled ``pred X`` over ``true Y``.
 
     Parameters
     ----------
@@ -699,10 +699,11 @@ def misclassified_figure(
         [_display(batch[i]) for i in shown],
         columns,
         cmap="gray",
-        titles=[f"pred {name(predicted[i])} / true {name(true[i])}" for i in shown],
+        # Two lines, so that long class names (Fashion-MNIST's) fit the cell.
+        titles=[f"pred {name(predicted[i])}\ntrue {name(true[i])}" for i in shown],
         top=1 - _MISS_HEADER / height,
         bottom=0.05 / height,
-        hspace=0.3,
+        hspace=0.45,
     )
     if title is None:
         title = f"{wrong.size} misclassified of {true.size}"

@@ -327,8 +327,8 @@ def test_evaluate_reads_back_the_trained_params(sample_run, tmp_path):
     shown = min(36, wrong)
     columns = min(6, shown)
     rows = math.ceil(shown / columns)
-    # 1.2 inch per column (3 at least) by 1.5 per row plus 0.5 inch of header.
-    expected = (round((rows * 1.5 + 0.5) * 100), round(max(columns * 1.2, 3.0) * 100))
+    # 1.2 inch per column (3 at least) by 1.5 per row plus 0.8 inch of header.
+    expected = (round((rows * 1.5 + 0.8) * 100), round(max(columns * 1.2, 3.0) * 100))
     assert_png_size(report["misclassified_png"], expected)
     assert report["misclassified_png"] == str(tmp_path / "eval" / "misclassified.png")
 

@@ -445,9 +445,9 @@ def test_misclassified_figure_with_one_image(tmp_path, rng):
     fig = plots.misclassified_figure(
         image, [5], [3], path, class_names=[str(k) for k in range(9)] + ["nine"]
     )
-    read_picture(path, 200, 300)  # 3 inches wide at least, 1.5 + 0.5 high
+    read_picture(path, 230, 300)  # 3 inches wide at least, 1.5 + 0.8 high
     (ax,) = fig.axes
-    assert ax.get_title() == "pred 3 / true 5"
+    assert ax.get_title() == "pred 3\ntrue 5"
     np.testing.assert_array_equal(ax.get_images()[0].get_array(), image[0, 0])
     assert fig.get_suptitle() == "1 misclassified of 1"
 
@@ -459,17 +459,17 @@ def test_misclassified_figure_with_fifty_images(tmp_path, rng):
     predicted[[3, 7]] = true[[3, 7]]  # right: not drawn
     path = tmp_path / "fifty.png"
     fig = plots.misclassified_figure(images, true, predicted, path)
-    read_picture(path, 950, 720)  # 36 images in 6 columns
+    read_picture(path, 980, 720)  # 36 images in 6 columns: 6 * 1.5 + 0.8 inches high
     assert len(fig.axes) == 36
     wrong = [i for i in range(50) if i not in (3, 7)]
     for ax, i in zip(fig.axes, wrong[:36], strict=True):
-        assert ax.get_title() == f"pred {predicted[i]} / true {true[i]}"
+        assert ax.get_title() == f"pred {predicted[i]}\ntrue {true[i]}"
         np.testing.assert_array_equal(ax.get_images()[0].get_array(), images[i].reshape(28, 28))
     assert fig.get_suptitle() == "48 misclassified of 50 (the first 36 shown)"
 
     fig = plots.misclassified_figure(images, true, predicted, max_images=10, ncols=4)
     assert len(fig.axes) == 10
-    assert fig.get_size_inches() * 100 == pytest.approx([480, 500], abs=0.05)
+    assert fig.get_size_inches() * 100 == pytest.approx([480, 530], abs=0.05)
 
 
 @pytest.mark.parametrize("shape", [(4, 1, 6, 6), (4, 6, 6), (4, 36), (4, 3, 6, 6)])
@@ -478,7 +478,7 @@ def test_misclassified_figure_image_layouts(tmp_path, shape, dtype):
     images = (np.random.default_rng(5).random(shape) * 255).astype(dtype)
     scores = np.eye(3)[[0, 1, 2, 0]]  # 2-D scores: argmax taken
     fig = plots.misclassified_figure(images, [1, 1, 1, 1], scores, tmp_path / "m.png")
-    read_picture(tmp_path / "m.png", 200, 360)
+    read_picture(tmp_path / "m.png", 230, 360)
     assert len(fig.axes) == 3
     expected = (6, 6, 3) if shape[1:2] == (3,) else (6, 6)
     assert fig.axes[0].get_images()[0].get_array().shape == expected
