@@ -274,6 +274,15 @@ def _image_grid(fig, images, ncols, *, cmap, titles=None, top=1.0, bottom=0.0, h
 # --------------------------------------------------------------------------
 
 
+def _curve_axes(dpi, xlabel, ylabel, title):
+    """A 6.4 x 4.8 inch figure with one labelled axes for a training curve."""
+    fig = _new_figure(*_CURVE_SIZE, dpi, layout="constrained")
+    ax = fig.add_subplot(xlabel=xlabel, ylabel=ylabel)
+    if title is not None:
+        ax.set_title(title)
+    return fig, ax
+
+
 def _curve(values, name):
     array = _real_array(values, name).astype(np.float64)
     if array.ndim != 1 or array.size == 0:
@@ -321,17 +330,12 @@ def accuracy_figure(train_acc, test_acc, path=None, *, title=None, dpi=DEFAULT_D
         if not np.all((values >= 0) & (values <= 1)):
             raise ValueError(f"{name} must hold accuracies in [0, 1], got {values}")
 
-    fig = _new_figure(*_CURVE_SIZE, dpi, layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = _curve_axes(dpi, "epochs", "accuracy", title)
     x = np.arange(train.size)
     ax.plot(x, train, marker="o", label="train", markevery=2)
     ax.plot(x, test, marker="s", label="test", markevery=2)
-    ax.set_xlabel("epochs")
-    ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.0)
     ax.legend(loc="lower right")
-    if title is not None:
-        ax.set_title(title)
     return _finish(fig, target)
 
 
@@ -383,8 +387,7 @@ def loss_figure(train_loss, path=None, *, smooth=None, title=None, dpi=DEFAULT_D
     window = max(1, loss.size // 50) if smooth is None else _check_int(smooth, "smooth")
     window = min(window, loss.size)
 
-    fig = _new_figure(*_CURVE_SIZE, dpi, layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = _curve_axes(dpi, "iterations", "loss", title)
     x = np.arange(loss.size)
     raw = np.where(finite, loss, np.nan)
     if window == 1:
@@ -397,11 +400,7 @@ def loss_figure(train_loss, path=None, *, smooth=None, title=None, dpi=DEFAULT_D
             color="C0",
             label=f"mean of {window} iterations",
         )
-    ax.set_xlabel("iterations")
-    ax.set_ylabel("loss")
     ax.legend(loc="upper right")
-    if title is not None:
-        ax.set_title(title)
     return _finish(fig, target)
 
 
