@@ -403,6 +403,15 @@ def test_keyboard_interrupt_mid_epoch_keeps_the_previous_checkpoint(tmp_path, un
     assert_same_run(resume(tmp_path), uninterrupted)
 
 
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler (a process started in the background ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint_handler")
 def test_interrupt_while_writing_a_checkpoint_still_saves_the_epoch(tmp_path, monkeypatch, uninterrupted):
     """Ctrl-C during the write is held back until the checkpoint is complete."""
     real_save = trainer_module.atomic_save_npz
@@ -411,10 +420,7 @@ def test_interrupt_while_writing_a_checkpoint_still_saves_the_epoch(tmp_path, mo
     def save_with_sigint(path, arrays):
         saves.append(path)
         if len(saves) == 2:
-            # Ctrl-C while epoch 2 is being written: run the SIGINT handler in
-            # place, as Python does when the signal arrives (calling it directly
-            # does not depend on when the OS delivers a raised signal).
-            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+            signal.raise_signal(signal.SIGINT)  # arrives while epoch 2 is being written
         real_save(path, arrays)
 
     monkeypatch.setattr(trainer_module, "atomic_save_npz", save_with_sigint)
