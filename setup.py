@@ -15,6 +15,7 @@ CCONV_DEBUG_CYTHON
 """
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,11 @@ def _probe_openmp(compiler, compile_flags, link_flags):
         with open("probe.c", "w") as f:
             f.write(OPENMP_PROBE)
         objects = compiler.compile(["probe.c"], extra_postargs=compile_flags)
-        compiler.link_executable(objects, "probe", extra_postargs=link_flags)
+        # setuptools adds $LDFLAGS when it links an extension, not an executable:
+        # add it here, so that a runtime found through it (e.g. -L and -rpath of
+        # the libomp built for the macOS wheels) is found by the probe too.
+        env_link_flags = shlex.split(os.environ.get("LDFLAGS", ""))
+        compiler.link_executable(objects, "probe", extra_postargs=link_flags + env_link_flags)
         exe = os.path.join(tmp, "probe" + (".exe" if os.name == "nt" else ""))
         subprocess.run([exe], check=True, capture_output=True, timeout=60)
         return True

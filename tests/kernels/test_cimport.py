@@ -1,14 +1,16 @@
 """The C API ships: Cython code can cimport the installed cconv.kernels cores.
 
-A consumer module (``cimport_consumer/``) cimports ``cconv.kernels.im2col``,
-``col2im`` and ``pooling`` from the *installed* package, is compiled once per
-test run in a temporary folder, and calls every core inside ``with nogil:``.
-Its results must equal the Python API's bit for bit, although its output
-buffers start full of NaN (the cores zero what they accumulate).
+A consumer module (``cimport_consumer/``) cimports every ``.pxd`` of
+``cconv.kernels`` from the *installed* package, is compiled once per test run
+in a temporary folder, and calls every core inside ``with nogil:``. Its results
+must equal the Python API's bit for bit, although its output buffers start full
+of NaN (the cores zero what they accumulate). README.md's cimport example is
+built the way README says and checked against ``cconv.im2col`` too.
 """
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -200,3 +202,51 @@ def test_explicit_specialisation(consumer, rng):
     col = nan_like(expected)
     consumer.explicit_double_im2col(x, 3, 2, col)
     np.testing.assert_array_equal(col, expected)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_block(language, first_line):
+    """The fenced ``language`` block of README.md whose first line is ``first_line``."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", README.read_text(), re.M | re.S)
+    matches = [b for b in blocks if b.startswith(first_line + "\n")]
+    assert len(matches) == 1, f"README.md: expected one ```{language} block starting {first_line!r}"
+    return matches[0]
+
+
+@pytest.fixture(scope="module")
+def readme_example(tmp_path_factory):
+    """README's cimport example, built exactly as README says, against the installed cconv."""
+    pytest.importorskip("Cython", reason="building the README's example needs Cython")
+    if not README.is_file():
+        pytest.skip(f"{README} is not beside tests/ (copy it with the tests)")
+    build_dir = tmp_path_factory.mktemp("readme_example")
+    (build_dir / "my_unfold.pyx").write_text(readme_block("cython", "# my_unfold.pyx"))
+    (build_dir / "setup.py").write_text(readme_block("python", "# setup.py: python setup.py build_ext --inplace"))
+    # Where cconv is installed, Cython finds its .pxd files on sys.path; an
+    # editable install keeps them in src/, which PYTHONPATH adds (as README says).
+    env = dict(os.environ, PYTHONPATH=str(pxd_include_dir()))
+    build = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=build_dir, env=env, capture_output=True, text=True,
+    )
+    if build.returncode != 0:
+        if not c_compiler_works(tmp_path_factory.mktemp("probe")):
+            pytest.skip("no working C compiler: cannot build the README's example")
+        pytest.fail(f"building README's example failed:\n{build.stdout[-3000:]}\n{build.stderr[-5000:]}")
+    sys.path.insert(0, str(build_dir))
+    try:
+        return importlib.import_module("my_unfold")
+    finally:
+        sys.path.remove(str(build_dir))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 1, 1, 1), (0, 2, 3, 3)])
+def test_readme_cimport_example(readme_example, rng, shape, num_threads):
+    x = with_layout(random_array(rng, shape, np.float64), "negative")
+    np.testing.assert_array_equal(
+        readme_example.unfold3x3(x, num_threads), cconv.im2col(x, 3, 3, 1, 1)
+    )
+    with pytest.raises(ValueError, match="H, W >= 1"):
+        readme_example.unfold3x3(np.zeros((1, 1, 0, 3)))
