@@ -16,12 +16,43 @@ from concurrent.futures import ThreadPoolExecutor
 import cconv
 import numpy as np
 import pytest
+from cconv.kernels.adam import adam_update
 
-from cconv_testutils import KERNEL_NAMES, kernel_call
+from cconv_testutils import KERNEL_NAMES, kernel_call, random_array
 
 #: Large enough that three threads get real work each (the kernels run
 #: serially below 32768 elements of work per thread), small enough to be quick.
 SHAPE = (8, 8, 48, 40)
+
+
+#: Every kernel of the package: the window kernels of ``kernel_call`` and the
+#: element-wise ones (ReLU forward and backward, the Adam update).
+THREADED_KERNELS = KERNEL_NAMES + ("relu", "relu_backward", "adam_update")
+
+
+def threaded_call(name, rng, dtype=np.float64, shape=SHAPE):
+    """A call of kernel ``name`` on fresh random data that returns its results as a tuple.
+
+    ``adam_update`` updates its arrays in place: each call starts from copies
+    of the same initial arrays and returns the updated parameter and moments.
+    """
+    if name not in ("relu", "relu_backward", "adam_update"):
+        return kernel_call(name, rng, dtype, shape=shape)
+    x, dout = random_array(rng, shape, dtype), random_array(rng, shape, dtype)
+    if name == "relu":
+        return lambda: cconv.relu(x)
+    if name == "relu_backward":
+        mask = x <= 0
+        return lambda: (cconv.relu_backward(dout, mask),)
+    param, grad, m = (random_array(rng, shape, dtype) for _ in range(3))
+    v = np.abs(random_array(rng, shape, dtype))
+
+    def update():
+        state = [param.copy(), m.copy(), v.copy()]
+        adam_update(state[0], grad, state[1], state[2], 1e-3, 0.9, 0.999, 1e-7)
+        return tuple(state)
+
+    return update
 
 
 @pytest.fixture
@@ -80,10 +111,10 @@ def test_huge_thread_count_does_not_crash(tmp_path):
     assert child.returncode == 0, f"exit status {child.returncode}\n{child.stderr[-2000:]}"
 
 
-@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+@pytest.mark.parametrize("kernel", THREADED_KERNELS)
 def test_results_independent_of_thread_count(restore_threads, rng, float_dtype, kernel):
     """1, 2 and 3 OpenMP threads give bit-identical results."""
-    call = kernel_call(kernel, rng, float_dtype, shape=SHAPE)
+    call = threaded_call(kernel, rng, float_dtype)
     cconv.set_num_threads(1)
     serial = call()
     for n in (2, 3):
@@ -92,11 +123,11 @@ def test_results_independent_of_thread_count(restore_threads, rng, float_dtype, 
             np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+@pytest.mark.parametrize("kernel", THREADED_KERNELS)
 def test_concurrent_python_threads(rng, n_threads, kernel):
     """Python threads calling one kernel at once get the serial results, bit for bit."""
     n_workers, n_tasks = 4, 12
-    calls = [kernel_call(kernel, rng, shape=SHAPE) for _ in range(n_tasks)]
+    calls = [threaded_call(kernel, rng) for _ in range(n_tasks)]
     serial = [call() for call in calls]
     barrier = threading.Barrier(n_workers)
 
