@@ -22,9 +22,11 @@ Files are recognised by their content, not their name: ``save_params("params.pkl
 ``load_params("params.pkl")`` reads it back.
 """
 
+import io
 import json
 import os
 import pickle
+import pickletools
 import reprlib
 import zipfile
 
@@ -302,16 +304,24 @@ class RestrictedUnpickler(pickle._Unpickler):
 
 
 def _read_pickle(path):
+    # A length forged in the stream (say 2 GB in a 600-byte file) would make
+    # the unpickler allocate that much before it finds the end of the data. So
+    # the file is read into memory and every opcode's length is checked against
+    # the bytes that follow it (pickletools reads without allocating ahead)
+    # before the unpickler, also reading from memory, builds anything.
     with open(path, "rb") as f:
-        try:
-            obj = RestrictedUnpickler(f, encoding="latin1").load()
-        except UnsafePickleError as exc:
-            raise UnsafePickleError(f"{path}: {exc}") from None
-        except Exception as exc:  # truncated or corrupt stream
-            raise ValueError(
-                f"{path}: neither an .npz archive nor a readable params pickle "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
+        data = f.read()
+    try:
+        for _ in pickletools.genops(data):
+            pass
+        obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{path}: {exc}") from None
+    except Exception as exc:  # truncated or corrupt stream
+        raise ValueError(
+            f"{path}: neither an .npz archive nor a readable params pickle "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: a params pickle must hold a dict, got {type(obj).__name__}")
     params = {}
