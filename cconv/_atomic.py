@@ -104,8 +104,9 @@ def atomic_write(path, mode="wb", *, encoding=None, newline=None):
     Raises
     ------
     OSError
-        When the directory is not writable, the disk is full, etc. The target
-        is then unchanged and no temporary file remains.
+        When the directory is not writable, the disk is full, etc.; its
+        ``filename`` (and message) is ``path``, the file being written. The
+        target is then unchanged and no temporary file remains.
 
     Notes
     -----
@@ -117,7 +118,10 @@ def atomic_write(path, mode="wb", *, encoding=None, newline=None):
         raise ValueError(f"mode: expected 'wb' or 'w', got {mode!r}")
     path = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(path)
-    fd, tmp_path = _open_temp(directory, name)
+    try:
+        fd, tmp_path = _open_temp(directory, name)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     try:
         if mode == "w":
             f = open(fd, "w", encoding=encoding or "utf-8", newline=newline)
@@ -133,11 +137,27 @@ def atomic_write(path, mode="wb", *, encoding=None, newline=None):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        # Removing the temporary file may fail too (a folder made read-only
+        # meanwhile): the error to report is still the first one.
+        with contextlib.suppress(OSError):
             os.unlink(tmp_path)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from exc
         raise
     fsync_dir(directory)
+
+
+def _naming(exc, path):
+    """A new OSError like ``exc`` whose message names ``path``, the file being written.
+
+    A full disk's ENOSPC names no file; a failed ``os.open`` names the
+    temporary one. The errno, and with it the class (``PermissionError``,
+    ...), is kept.
+    """
+    if exc.errno is None:
+        return type(exc)(f"{exc}: {path!r}")
+    return OSError(exc.errno, exc.strerror, path)
 
 
 def atomic_write_bytes(path, data):

@@ -15,7 +15,9 @@ windows. ``--quiet`` prints nothing but errors and ``--json`` prints one JSON
 object on stdout. Bad arguments (a negative epoch count, an unknown net, a
 missing or corrupt params file, a params file of another net) exit with status
 2 and one line on stderr; a data set that is neither on disk nor downloadable
-exits with 1, an interrupted run (Ctrl-C) with 130.
+exits with 1, as does a file that cannot be written (a full disk: the line names
+the file and, during ``cconv train``, the checkpoint to ``--resume`` from), an
+interrupted run (Ctrl-C) with 130.
 
 Accuracies of ``cconv train``: the book's trainer measures an epoch's
 accuracies after the epoch's *first* step (``train_acc_list`` and
@@ -34,6 +36,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -63,6 +66,12 @@ DEFAULT_EVAL_SAMPLES = 1000
 PARAMS_FILE = "params.npz"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
+#: cconv._atomic's temporary files of the files ``cconv train`` writes into ``--out``
+#: (``.metrics.json.1a2b3c4d.tmp``): a run killed while writing leaves one behind, the
+#: next run into the folder removes it (the Trainer does the same for its checkpoints).
+_STALE_TEMP_NAME = re.compile(
+    r"^\.(params\.npz|metrics\.json|filters_before\.png|accuracy\.png|filters_after\.png)\.[0-9a-f]+\.tmp$"
+)
 
 #: Settings that a ``--resume`` must repeat (the checkpoint was made with them).
 RESUME_SETTINGS = ("net", "dataset", "data_dir", "dtype", "batch_size", "optimizer", "lr", "seed")
@@ -464,6 +473,32 @@ class _Interrupted(Exception):
     """Ctrl-C during ``cconv train``: the message says what is saved; exit status 130."""
 
 
+def _saved(trainer):
+    """What a stopped ``cconv train`` keeps: the epochs of its last checkpoint, and how to go on."""
+    return (
+        f"{_plural(trainer._checkpoint_epoch, 'epoch')} done, saved in {trainer.checkpoint_path}; "
+        "run the same command with --resume to continue"
+    )
+
+
+@contextlib.contextmanager
+def _saved_on_write_error(trainer):
+    """An OSError (a checkpoint, metrics.json or picture not written: disk full, ...) also says what is saved."""
+    try:
+        yield
+    except OSError as exc:
+        saved = _saved(trainer) if trainer.checkpoint_path else "no epoch is saved"
+        raise type(exc)(f"{exc}; {saved}") from exc
+
+
+def _remove_stale_temp_files(out):
+    """Delete the temporary files that a ``cconv train`` killed while writing left in ``out``."""
+    for name in os.listdir(out):
+        if _STALE_TEMP_NAME.match(name):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(out, name))
+
+
 def _train(args, console):
     from cconv import plots
 
@@ -488,6 +523,7 @@ def _train(args, console):
             f"--out: {out!r} holds checkpoints of an earlier run; continue it with --resume, "
             "or train into another folder"
         )
+    _remove_stale_temp_files(out)
 
     data = _load_data(args, console, args.dataset, args.data_dir)
     dtype = np.dtype(args.dtype)
@@ -558,7 +594,7 @@ def _train(args, console):
     atomic_write_json(metrics_path, _train_metrics(settings, data, trainer, 0.0, network))
     try:
         # Overflow on the way to a NaN loss is reported as TrainingDiverged, not as warnings.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), _saved_on_write_error(trainer):
             trainer.train()
     except TrainingDiverged as exc:
         atomic_write_json(
@@ -573,29 +609,23 @@ def _train(args, console):
             f"{exc.iteration + 1}); {saved}; try a lower --lr, in another --out"
         ) from exc
     except KeyboardInterrupt:
-        done = len(trainer.history)
-        if trainer.checkpoint_path is None:
-            saved = "no epoch was completed, nothing is saved"
-        else:
-            saved = (
-                f"{_plural(done, 'epoch')} done, saved in {trainer.checkpoint_path}; "
-                "run the same command with --resume to continue"
-            )
-        raise _Interrupted(f"during epoch {done + 1}: {saved}") from None
+        saved = _saved(trainer) if trainer.checkpoint_path else "no epoch was completed, nothing is saved"
+        raise _Interrupted(f"during epoch {len(trainer.history) + 1}: {saved}") from None
     seconds = time.perf_counter() - start
 
     params_path = os.path.join(out, PARAMS_FILE)
-    network.save_params(params_path)
-    metrics = _train_metrics(settings, data, trainer, seconds, network)
-    atomic_write_json(metrics_path, metrics)
-    console.say(
-        f"final test accuracy {metrics['final_test_acc']:.4f} "
-        f"({metrics['dataset']['test_images']} test images)"
-    )
     accuracy_path = os.path.join(out, "accuracy.png")
-    figures[plots.accuracy_figure(*_accuracy_curves(trainer), accuracy_path)] = accuracy_path
     after_path = os.path.join(out, "filters_after.png")
-    figures[plots.filters_figure(_first_conv_weights(network), after_path)] = after_path
+    with _saved_on_write_error(trainer):
+        network.save_params(params_path)
+        metrics = _train_metrics(settings, data, trainer, seconds, network)
+        atomic_write_json(metrics_path, metrics)
+        console.say(
+            f"final test accuracy {metrics['final_test_acc']:.4f} "
+            f"({metrics['dataset']['test_images']} test images)"
+        )
+        figures[plots.accuracy_figure(*_accuracy_curves(trainer), accuracy_path)] = accuracy_path
+        figures[plots.filters_figure(_first_conv_weights(network), after_path)] = after_path
     console.say(f"wrote {params_path}")
     console.say(f"wrote {metrics_path}")
     _save_figures(console, args.show, figures)
