@@ -77,9 +77,9 @@ def as_pair(value, name, minimum):
 def as_float_array(x, name, ndim):
     """Return ``x`` as an ndarray of ``ndim`` dims (any, if None) with float32 or float64 dtype.
 
-    Native float32/float64 arrays come back as they are (any strides, no
-    copy); float16 is converted to float32; integers, bools and longdouble
-    to float64.
+    Native, aligned float32/float64 arrays come back as they are (any strides,
+    no copy); unaligned ones are copied; float16 is converted to float32;
+    integers, bools and longdouble to float64.
     """
     if isinstance(x, np.ndarray):
         arr = x
@@ -104,6 +104,8 @@ def as_float_array(x, name, ndim):
         )
     if arr.dtype != target:  # also brings a non-native byte order to native
         arr = arr.astype(target)
+    elif not arr.flags.aligned:  # the kernels load whole floats: C needs them aligned
+        arr = arr.copy(order="K")
     return arr
 
 
@@ -168,8 +170,8 @@ def check_pool_padding(pool_hw, pad, spatial, name):
 def check_out(out, shape, dtype, inputs, name="out"):
     """Return a new result array, or ``out`` after checking it can hold the result.
 
-    ``out`` must be a writeable, C-contiguous ndarray of exactly ``shape`` and
-    ``dtype`` that shares no memory with any array in ``inputs``.
+    ``out`` must be a writeable, aligned, C-contiguous ndarray of exactly
+    ``shape`` and ``dtype`` that shares no memory with any array in ``inputs``.
     """
     _check_size(shape, "the result shape")
     if out is None:
@@ -182,6 +184,11 @@ def check_out(out, shape, dtype, inputs, name="out"):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous, got strides {out.strides}")
+    if not out.flags.aligned:
+        raise ValueError(
+            f"{name} must be aligned (data address a multiple of {out.dtype.alignment} bytes), "
+            "got an unaligned array"
+        )
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writeable, got a read-only array")
     for other in inputs:

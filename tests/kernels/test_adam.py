@@ -6,7 +6,7 @@ import pytest
 
 from cconv.kernels.adam import adam_update, fits
 from cconv.optim import Adam
-from cconv_testutils import random_array, with_special_values
+from cconv_testutils import random_array, with_layout, with_special_values
 
 EPS = 1e-7
 
@@ -55,6 +55,26 @@ def test_fits_and_refusals():
     assert not fits(readonly, g, m, v)
     with pytest.raises(ValueError, match="C-contiguous float32 or float64"):
         adam_update(p.T, g.T, m.T, v.T, 0.001, 0.9, 0.999, EPS)
+    # C-contiguous but one byte off alignment: the core loads whole doubles
+    for i in range(4):
+        arrays = [p.copy(), g, m.copy(), v.copy()]
+        arrays[i] = with_layout(arrays[i], "unaligned")
+        assert not fits(*arrays)
+        with pytest.raises(ValueError, match="aligned"):
+            adam_update(*arrays, 0.001, 0.9, 0.999, EPS)
+
+
+@pytest.mark.parametrize(
+    "value, exc", [(10**400, ValueError), ("0.1", TypeError), (1j, TypeError), (None, TypeError)]
+)
+@pytest.mark.parametrize("name", ["lr_t", "beta1", "beta2", "eps"])
+def test_bad_constants_are_refused(value, exc, name):
+    p = np.zeros(3)
+    arrays = (p, np.ones_like(p), np.zeros_like(p), np.zeros_like(p))
+    constants = {"lr_t": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": EPS, name: value}
+    with pytest.raises(exc, match=name):
+        adam_update(*arrays, *constants.values())
+    assert not p.any()  # nothing updated
 
 
 def test_optimizer_falls_back_to_numpy_for_other_arrays(rng):

@@ -9,7 +9,7 @@ import cconv
 import numpy as np
 import pytest
 
-from cconv_testutils import KERNEL_NAMES, REJECTED_DTYPES, Geometry, kernel_call
+from cconv_testutils import KERNEL_NAMES, REJECTED_DTYPES, Geometry, kernel_call, with_layout
 
 POOLING = ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")
 BACKWARD = ("max_pool2d_backward", "avg_pool2d_backward")
@@ -420,10 +420,14 @@ def bad_outs(expected):
         ),
         "fortran": (np.empty(expected.shape, expected.dtype, order="F"), ValueError),
         "readonly": (not_writeable, ValueError),
+        # C-contiguous but one byte off: the kernels store whole numbers, C needs them aligned
+        "unaligned": (with_layout(expected, "unaligned"), ValueError),
     }
 
 
-@pytest.mark.parametrize("problem", ["shape", "flat", "dtype", "strided", "fortran", "readonly"])
+@pytest.mark.parametrize(
+    "problem", ["shape", "flat", "dtype", "strided", "fortran", "readonly", "unaligned"]
+)
 def test_bad_out(out_case, problem):
     call, name, expected = out_case
     bad, exc = bad_outs(expected)[problem]

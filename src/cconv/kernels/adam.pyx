@@ -22,6 +22,8 @@ from libc.math cimport sqrt
 from cconv.kernels._common cimport clamp_threads
 from cconv.kernels._openmp cimport effective_num_threads
 
+import numbers
+
 import numpy as np
 
 cdef enum:
@@ -80,9 +82,9 @@ cdef void _adam_nogil(floating[::1] param, const floating[::1] grad, floating[::
 def fits(param, grad, m, v):
     """True when :func:`adam_update` takes these arrays (else use the numpy expressions).
 
-    All four are C-contiguous ndarrays of one shape and one dtype, float32 or
-    float64; ``param``, ``m`` and ``v`` are writeable and share no memory with
-    each other or with ``grad``.
+    All four are aligned, C-contiguous ndarrays of one shape and one dtype,
+    float32 or float64; ``param``, ``m`` and ``v`` are writeable and share no
+    memory with each other or with ``grad``.
     """
     arrays = (param, grad, m, v)
     if not all(isinstance(a, np.ndarray) for a in arrays):
@@ -90,7 +92,7 @@ def fits(param, grad, m, v):
     if param.dtype not in (np.float32, np.float64) or not param.dtype.isnative:
         return False
     if any(a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous
-           for a in arrays):
+           or not a.flags.aligned for a in arrays):
         return False
     if not (param.flags.writeable and m.flags.writeable and v.flags.writeable):
         return False
@@ -98,12 +100,22 @@ def fits(param, grad, m, v):
                    for i, a in enumerate(arrays) for b in arrays[i + 1:])
 
 
+def _as_real(value, name):
+    """``value`` as a Python float, or TypeError/ValueError naming ``name``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large for a float: {value!r}") from None
+
+
 def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
     """One Adam step, in place: the book's update, bit for bit, in one pass.
 
     Parameters
     ----------
-    param : ndarray, float32 or float64, C-contiguous, writeable
+    param : ndarray, float32 or float64, aligned, C-contiguous, writeable
         Updated in place: ``param -= lr_t * m / (sqrt(v) + eps)``.
     grad : ndarray, shape and dtype of param, C-contiguous
     m, v : ndarray, shape and dtype of param, C-contiguous, writeable
@@ -114,13 +126,16 @@ def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
     Raises
     ------
     TypeError, ValueError
-        When the arrays do not satisfy :func:`fits`.
+        When the arrays do not satisfy :func:`fits`, or a constant is not a
+        real number that fits a float.
     """
     if not fits(param, grad, m, v):
         raise ValueError(
-            "param, grad, m and v must be C-contiguous float32 or float64 ndarrays of one shape "
-            "and dtype, param, m and v writeable and no two sharing memory"
+            "param, grad, m and v must be aligned, C-contiguous float32 or float64 ndarrays of "
+            "one shape and dtype, param, m and v writeable and no two sharing memory"
         )
+    lr_t, beta1, beta2, eps = (_as_real(value, name) for value, name in
+                               ((lr_t, "lr_t"), (beta1, "beta1"), (beta2, "beta2"), (eps, "eps")))
     if param.dtype == np.float32:
         _adam_nogil[float](param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
                            lr_t, beta1, beta2, eps)

@@ -423,7 +423,7 @@ def _check_argmax(argmax, out_shape, window):
     if argmax.shape != out_shape:
         raise ValueError(f"argmax must have dout's shape {out_shape}, got {argmax.shape}")
     given = argmax
-    argmax = argmax.astype(np.int64, copy=False)
+    argmax = argmax.astype(np.int64, copy=not argmax.flags.aligned)
     cdef bint ok = given.dtype.kind == "i" or given.max(initial=0) < window
     if ok and argmax.flags.c_contiguous:
         ok = _flat_argmax_in_range(argmax.reshape(-1), window)
