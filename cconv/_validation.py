@@ -25,7 +25,9 @@ __all__ = [
     "input_shape_tuple",
 ]
 
-_MAX_INTP = np.iinfo(np.intp).max
+#: Largest array a kernel allocates or converts, in bytes (256 TiB: more than
+#: the address space of a process on x86-64 or aarch64 with 4-level paging).
+MAX_ARRAY_BYTES = 2**48
 
 #: Largest filter size, stride or pad accepted: products of two such sizes and
 #: the index arithmetic of the compiled kernels then stay far from overflow.
@@ -102,6 +104,9 @@ def as_float_array(x, name, ndim):
         raise ValueError(
             f"{name} must be a {ndim}-D array, got {arr.ndim}-D with shape {arr.shape}"
         )
+    if arr.dtype != target or not arr.flags.aligned:
+        # A copy (a zero-stride view may claim any shape): check its size first.
+        _check_size(arr.shape, name, np.dtype(target).itemsize)
     if arr.dtype != target:  # also brings a non-native byte order to native
         arr = arr.astype(target)
     elif not arr.flags.aligned:  # the kernels load whole floats: C needs them aligned
@@ -126,14 +131,20 @@ def input_shape_tuple(input_shape, name="input_shape"):
     return values
 
 
-def _check_size(shape, name):
-    """Refuse shapes whose element count does not fit in an index."""
+def _check_size(shape, name, itemsize=8):
+    """Refuse shapes of more than MAX_ARRAY_BYTES bytes in elements of ``itemsize`` bytes.
+
+    Such an array cannot exist (a zero-stride view can claim the shape): its
+    result or converted copy could not be allocated, and its element count
+    stays far from overflowing an index.
+    """
     total = 1
     for dim in shape:
         total *= dim
-    if total > _MAX_INTP // 8:
+    if total > MAX_ARRAY_BYTES // itemsize:
         raise ValueError(
-            f"{name} {tuple(shape)} has {total} elements, more than can be indexed"
+            f"{name} {tuple(shape)} has {total} elements of {itemsize} bytes, more than an "
+            f"array can hold (at most {MAX_ARRAY_BYTES // itemsize} elements, 256 TiB)"
         )
 
 
@@ -173,7 +184,7 @@ def check_out(out, shape, dtype, inputs, name="out"):
     ``out`` must be a writeable, aligned, C-contiguous ndarray of exactly
     ``shape`` and ``dtype`` that shares no memory with any array in ``inputs``.
     """
-    _check_size(shape, "the result shape")
+    _check_size(shape, "the result shape", np.dtype(dtype).itemsize)
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
