@@ -5,7 +5,10 @@ Kept apart from ``conftest.py`` so that test modules can import them by name
 """
 
 import dataclasses
+import gzip
 import math
+import os
+import struct
 
 import cconv
 import numpy as np
@@ -399,3 +402,27 @@ def load_mnist_test():
         t.flags.writeable = False
         _MNIST_TEST.append((x, t))
     return _MNIST_TEST[0]
+
+
+# --------------------------------------------------------------------------
+# Small data sets for the command and trainer tests
+# --------------------------------------------------------------------------
+
+
+def write_idx(path, array):
+    """Write ``array`` (uint8) as a gzip-compressed IDX file."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def write_sample_subset(folder, n_train, n_test):
+    """The first images of the bundled MNIST sample, as the four IDX files of a data folder."""
+    from cconv import datasets
+
+    source = os.path.join(os.path.dirname(cconv.__file__), "data", "mnist-sample")
+    for name, count in zip(datasets.IDX_NAMES, (n_train, n_train, n_test, n_test)):
+        images = datasets.read_idx(os.path.join(source, f"{name}.gz"))[:count]
+        write_idx(os.path.join(folder, f"{name}.gz"), images)
+    return folder

@@ -13,14 +13,12 @@ Picture sizes come from the docstrings of :mod:`cconv.plots` (100 dpi).
 
 import contextlib
 import dataclasses
-import gzip
 import json
 import math
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import sysconfig
@@ -32,7 +30,7 @@ import pytest
 import cconv
 from cconv import cli, datasets
 
-from cconv_testutils import shared_data
+from cconv_testutils import shared_data, write_sample_subset
 
 matplotlib_image = pytest.importorskip("matplotlib.image")
 
@@ -126,13 +124,6 @@ def load_params(path):
         return {key: data[key] for key in data.files}
 
 
-def write_idx(path, array):
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.tobytes())
-
-
 def closed_port_url():
     """A URL on 127.0.0.1 where nothing listens (connection refused)."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
@@ -164,21 +155,13 @@ def offline_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """The first 300 train and 200 test images of the bundled sample, as four IDX files."""
-    folder = tmp_path_factory.mktemp("tiny-idx")
-    source = os.path.join(os.path.dirname(cconv.__file__), "data", "mnist-sample")
-    for name, count in zip(datasets.IDX_NAMES, (TINY_TRAIN, TINY_TRAIN, TINY_TEST, TINY_TEST)):
-        write_idx(folder / f"{name}.gz", datasets.read_idx(os.path.join(source, f"{name}.gz"))[:count])
-    return folder
+    return write_sample_subset(tmp_path_factory.mktemp("tiny-idx"), TINY_TRAIN, TINY_TEST)
 
 
 @pytest.fixture(scope="module")
 def micro_data(tmp_path_factory):
     """The first 100 train and 50 test images of the sample (2 steps of 50 per epoch)."""
-    folder = tmp_path_factory.mktemp("micro-idx")
-    source = os.path.join(os.path.dirname(cconv.__file__), "data", "mnist-sample")
-    for name, count in zip(datasets.IDX_NAMES, (100, 100, 50, 50)):
-        write_idx(folder / f"{name}.gz", datasets.read_idx(os.path.join(source, f"{name}.gz"))[:count])
-    return folder
+    return write_sample_subset(tmp_path_factory.mktemp("micro-idx"), 100, 50)
 
 
 @pytest.fixture(scope="module")

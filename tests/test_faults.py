@@ -32,7 +32,6 @@ Training runs on a 100/50-image slice of the bundled MNIST sample (2 steps of
 """
 
 import errno
-import gzip
 import io
 import json
 import os
@@ -40,18 +39,17 @@ import pathlib
 import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import zipfile
 
 import numpy as np
 import pytest
-
-import cconv
-from cconv import _atomic, cli, datasets
+from cconv import _atomic, cli
 from cconv.nets import SimpleConvNet
 from cconv.trainer import Trainer, latest_checkpoint
+
+from cconv_testutils import write_sample_subset
 
 EPOCHS = 3
 STEPS = 2  # per epoch: 100 training images, batches of 50
@@ -60,13 +58,6 @@ ENOSPC_TEXT = os.strerror(errno.ENOSPC)
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-def write_idx(path, array):
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.tobytes())
 
 
 def train_args(data_dir, out, *extra, epochs=EPOCHS):
@@ -159,11 +150,7 @@ def assert_one_line(err, *words):
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """The first 100 train and 50 test images of the bundled sample, as four IDX files."""
-    folder = tmp_path_factory.mktemp("tiny-idx")
-    source = os.path.join(os.path.dirname(cconv.__file__), "data", "mnist-sample")
-    for name, count in zip(datasets.IDX_NAMES, (100, 100, 50, 50)):
-        write_idx(folder / f"{name}.gz", datasets.read_idx(os.path.join(source, f"{name}.gz"))[:count])
-    return folder
+    return write_sample_subset(tmp_path_factory.mktemp("tiny-idx"), 100, 50)
 
 
 @pytest.fixture(scope="module")
