@@ -28,6 +28,7 @@ import os
 import pickle
 import pickletools
 import reprlib
+import warnings
 import zipfile
 
 import numpy as np
@@ -312,9 +313,11 @@ def _read_pickle(path):
     with open(path, "rb") as f:
         data = f.read()
     try:
-        for _ in pickletools.genops(data):
-            pass
-        obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        with warnings.catch_warnings():  # e.g. an invalid escape in a corrupt STRING opcode
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for _ in pickletools.genops(data):
+                pass
+            obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{path}: {exc}") from None
     except Exception as exc:  # truncated or corrupt stream

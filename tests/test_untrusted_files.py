@@ -23,6 +23,9 @@ from cconv.params_io import read_params, save_params
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+#: Reading a bad file says so by its exception alone, never by a warning.
+pytestmark = pytest.mark.filterwarnings("error")
+
 FUZZ_SETTINGS = settings(
     max_examples=int(os.environ.get("CCONV_FUZZ_EXAMPLES", "150")),
     deadline=None,
