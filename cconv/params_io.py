@@ -352,26 +352,31 @@ def _describe(value):
 
 
 def _read_npz(path):
-    params, meta = {}, None
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: not a readable .npz archive ({exc})") from exc
-    with archive:
-        for key in archive.files:
-            try:
-                value = archive[key]
-            except ValueError as exc:  # object arrays need pickle, refused
-                raise ValueError(
-                    f"{path}: entry {key!r} cannot be loaded without pickle ({exc})"
-                ) from None
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
-                raise ValueError(f"{path}: entry {key!r} is corrupt ({exc})") from exc
-            if key == META_KEY:
-                meta = _parse_meta(path, value)
-            else:
-                params[key] = value
-    return params, meta
+    # The file is ours to close: np.load leaves it open when the zip is corrupt.
+    with open(path, "rb") as f:
+        try:
+            archive = np.load(f, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: not a readable .npz archive ({exc})") from exc
+        with archive:
+            params = _read_npz_entries(path, archive)
+    meta = params.pop(META_KEY, None)
+    return params, (None if meta is None else _parse_meta(path, meta))
+
+
+def _read_npz_entries(path, archive):
+    """Every entry of the open ``archive``: a dict of name to array."""
+    params = {}
+    for key in archive.files:
+        try:
+            params[key] = archive[key]
+        except ValueError as exc:  # object arrays need pickle, refused
+            raise ValueError(
+                f"{path}: entry {key!r} cannot be loaded without pickle ({exc})"
+            ) from None
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"{path}: entry {key!r} is corrupt ({exc})") from exc
+    return params
 
 
 def _parse_meta(path, value):
