@@ -67,7 +67,9 @@ def _probe_openmp(compiler, compile_flags, link_flags):
         # setuptools adds $LDFLAGS when it links an extension, not an executable:
         # add it here, so that a runtime found through it (e.g. -L and -rpath of
         # the libomp built for the macOS wheels) is found by the probe too.
-        env_link_flags = shlex.split(os.environ.get("LDFLAGS", ""))
+        env_link_flags = []
+        if compiler.compiler_type != "msvc":  # MSVC's extension links ignore $LDFLAGS
+            env_link_flags = shlex.split(os.environ.get("LDFLAGS", ""))
         compiler.link_executable(objects, "probe", extra_postargs=link_flags + env_link_flags)
         exe = os.path.join(tmp, "probe" + (".exe" if os.name == "nt" else ""))
         subprocess.run([exe], check=True, capture_output=True, timeout=60)

@@ -26,8 +26,9 @@ __all__ = [
 ]
 
 #: Largest array a kernel allocates or converts, in bytes (256 TiB: more than
-#: the address space of a process on x86-64 or aarch64 with 4-level paging).
-MAX_ARRAY_BYTES = 2**48
+#: the address space of a process on x86-64 or aarch64 with 4-level paging;
+#: on a 32-bit platform, the largest index).
+MAX_ARRAY_BYTES = min(2**48, np.iinfo(np.intp).max)
 
 #: Largest filter size, stride or pad accepted: products of two such sizes and
 #: the index arithmetic of the compiled kernels then stay far from overflow.
@@ -144,7 +145,7 @@ def _check_size(shape, name, itemsize=8):
     if total > MAX_ARRAY_BYTES // itemsize:
         raise ValueError(
             f"{name} {tuple(shape)} has {total} elements of {itemsize} bytes, more than an "
-            f"array can hold (at most {MAX_ARRAY_BYTES // itemsize} elements, 256 TiB)"
+            f"array can hold (at most {MAX_ARRAY_BYTES // itemsize} elements, {MAX_ARRAY_BYTES} bytes)"
         )
 
 

@@ -7,6 +7,7 @@ imported ``cconv`` is the installed distribution's own files, not a source tree
 that happened to be on ``sys.path``.
 """
 
+import fnmatch
 import importlib
 import importlib.machinery
 import importlib.metadata
@@ -66,3 +67,32 @@ def test_cconv_is_imported_from_the_installed_distribution():
     package_root = installed_init.parent.parent
     assert not (package_root / "setup.py").exists()
     assert not (package_root / "src" / "cconv" / "kernels").exists()
+
+
+@pytest.mark.skipif(
+    os.environ.get("CCONV_EXPECT_INSTALLED") != "1" or os.environ.get("CCONV_EXPECT_OPENMP") != "1",
+    reason="CCONV_EXPECT_INSTALLED=1 and CCONV_EXPECT_OPENMP=1 are set where a built wheel is tested",
+)
+def test_a_repaired_wheel_carries_its_openmp_runtime():
+    """The runtime is inside the installed wheel, not found where the wheel was built."""
+    distribution = importlib.metadata.distribution("cconv")
+    wheel_tags = [
+        line.split(":", 1)[1].strip()
+        for line in (distribution.read_text("WHEEL") or "").splitlines()
+        if line.startswith("Tag:")
+    ]
+    assert wheel_tags, "the installed cconv has no WHEEL tags"
+    platform_tag = wheel_tags[0].rsplit("-", 1)[-1]
+    if platform_tag.startswith(("manylinux", "musllinux")):
+        pattern = "cconv.libs/libgomp*.so*"  # auditwheel
+    elif platform_tag.startswith("macosx"):
+        pattern = "cconv/.dylibs/libomp*.dylib"  # delocate
+    else:
+        pytest.skip(
+            f"{platform_tag}: an unrepaired wheel (linux_*), or Windows, where vcomp140.dll comes "
+            "with delvewheel's repair or the Visual C++ runtime"
+        )
+    recorded = [str(f) for f in distribution.files]
+    assert any(fnmatch.fnmatchcase(f, pattern) for f in recorded), (
+        f"no {pattern} in the installed {platform_tag} wheel"
+    )

@@ -9,11 +9,10 @@ and, when ``$CCONV_FUZZ_REPORT`` names a file, written there as JSON
 """
 
 import collections
-import json
 import os
-import tempfile
 
 import pytest
+from cconv._atomic import atomic_write_json
 
 OUTCOMES = ("checked", "refused")
 
@@ -49,20 +48,6 @@ class FuzzTally:
         return lines
 
 
-def _write_json_atomically(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fuzz-report-", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it private
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _tally(config):
     if _TALLY_KEY not in config.stash:
         config.stash[_TALLY_KEY] = FuzzTally()
@@ -84,7 +69,7 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(line)
     report = os.environ.get("CCONV_FUZZ_REPORT")
     if report:
-        _write_json_atomically(report, {
+        atomic_write_json(report, {
             "examples_per_test": os.environ.get("CCONV_FUZZ_EXAMPLES", "150"),
             "seed": os.environ.get("CCONV_FUZZ_SEED"),
             "kernels": tally.as_dict(),

@@ -89,3 +89,15 @@ def test_optimizer_falls_back_to_numpy_for_other_arrays(rng):
         kernel.update(contiguous, g)
     np.testing.assert_array_equal(strided["W"], contiguous["W"])
     assert np.shares_memory(strided["W"], base)  # updated in place
+
+
+@pytest.mark.parametrize("name", ["lr_t", "beta1", "beta2", "eps"])
+def test_constants_must_fit_the_arrays_dtype(name):
+    """1e39 fits a double but not a float: converting it for float32 arrays is undefined in C."""
+    p = np.zeros(3, np.float32)
+    arrays = (p, np.ones_like(p), np.zeros_like(p), np.zeros_like(p))
+    constants = {"lr_t": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": EPS, name: 1e39}
+    with pytest.raises(ValueError, match=f"{name} must fit float32"):
+        adam_update(*arrays, *constants.values())
+    constants[name] = np.inf  # inf is a float32 too: the update yields what numpy's would
+    adam_update(*arrays, *constants.values())

@@ -744,15 +744,21 @@ ADAM_ARRAYS = ("param", "grad", "m", "v")
 ADAM_SCALARS = ("lr_t", "beta1", "beta2", "eps")
 
 
-def rule_real(value, name):
+def rule_real(value, name, dtype):
     """adam_update's docstring: a constant is a real number (``numbers.Real``:
-    Python and NumPy ints and floats, bools, fractions) that fits a float."""
+    Python and NumPy ints and floats, bools, fractions) that the arrays' dtype
+    can hold (a float's inf and NaN included)."""
     if not isinstance(value, numbers.Real):
         raise Refused(f"{name}: {describe(value)} is not a real number")
     try:
-        return float(value)
+        real = float(value)
     except OverflowError:
         raise Refused(f"{name}: {value!r} is beyond a double") from None
+    if math.isinf(real) and not isinstance(value, (float, np.floating)):
+        raise Refused(f"{name}: {value!r} is beyond a double")
+    if math.isfinite(real) and abs(real) > float(np.finfo(dtype).max):
+        raise Refused(f"{name}: {value!r} is beyond {np.dtype(dtype).name}")
+    return real
 
 
 def contract_adam_update(a, before):
@@ -774,7 +780,7 @@ def contract_adam_update(a, before):
         for second in ADAM_ARRAYS[i + 1:]:
             if np.may_share_memory(a[first], a[second]):
                 raise Refused(f"{first} and {second} share memory")
-    scalars = [rule_real(a[name], name) for name in ADAM_SCALARS]
+    scalars = [rule_real(a[name], name, param.dtype) for name in ADAM_SCALARS]
     if param.size > BUDGET:
         raise Unrunnable("Adam arrays too large")
     state = {name: before[name].copy() for name in ("param", "m", "v")}

@@ -22,6 +22,7 @@ from libc.math cimport sqrt
 from cconv.kernels._common cimport clamp_threads
 from cconv.kernels._openmp cimport effective_num_threads
 
+import math
 import numbers
 
 import numpy as np
@@ -100,14 +101,22 @@ def fits(param, grad, m, v):
                    for i, a in enumerate(arrays) for b in arrays[i + 1:])
 
 
-def _as_real(value, name):
-    """``value`` as a Python float, or TypeError/ValueError naming ``name``."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
+def _as_real(value, name, dtype):
+    """``value`` as a Python float that ``dtype`` can hold, or TypeError/ValueError naming ``name``.
+
+    inf and NaN pass (the update then yields them, as the numpy expressions do);
+    a finite value beyond ``dtype``'s range is refused: converting it is undefined in C.
+    """
+    if not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     try:
-        return float(value)
+        real = float(value)
     except OverflowError:
-        raise ValueError(f"{name} is too large for a float: {value!r}") from None
+        real = math.inf
+    if math.isinf(real) and not (isinstance(value, float) or isinstance(value, np.floating)) \
+            or math.isfinite(real) and abs(real) > float(np.finfo(dtype).max):
+        raise ValueError(f"{name} must fit {np.dtype(dtype).name}, got {value!r}")
+    return real
 
 
 def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
@@ -134,7 +143,7 @@ def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
             "param, grad, m and v must be aligned, C-contiguous float32 or float64 ndarrays of "
             "one shape and dtype, param, m and v writeable and no two sharing memory"
         )
-    lr_t, beta1, beta2, eps = (_as_real(value, name) for value, name in
+    lr_t, beta1, beta2, eps = (_as_real(value, name, param.dtype) for value, name in
                                ((lr_t, "lr_t"), (beta1, "beta1"), (beta2, "beta2"), (eps, "eps")))
     if param.dtype == np.float32:
         _adam_nogil[float](param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
