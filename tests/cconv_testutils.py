@@ -426,3 +426,26 @@ def write_sample_subset(folder, n_train, n_test):
         images = datasets.read_idx(os.path.join(source, f"{name}.gz"))[:count]
         write_idx(os.path.join(folder, f"{name}.gz"), images)
     return folder
+
+
+# --------------------------------------------------------------------------
+# Running the command
+# --------------------------------------------------------------------------
+
+
+def run_cli(capsys, *args):
+    """``cconv ARGS`` in-process: ``(status, stdout, stderr)``."""
+    from cconv import cli
+
+    capsys.readouterr()
+    status = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def command_env(tmp_path):
+    """The environment of a subprocess: CCONV_DATA inside ``tmp_path``, MPLBACKEND unset."""
+    env = dict(os.environ)
+    env.pop("MPLBACKEND", None)
+    env["CCONV_DATA"] = str(tmp_path / "cconv-data")
+    return env

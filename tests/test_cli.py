@@ -30,7 +30,7 @@ import pytest
 import cconv
 from cconv import cli, datasets
 
-from cconv_testutils import shared_data, write_sample_subset
+from cconv_testutils import command_env, run_cli, shared_data, write_sample_subset
 
 matplotlib_image = pytest.importorskip("matplotlib.image")
 
@@ -46,22 +46,6 @@ CONFUSION_PX = (680, 680)  # 0.5 * 10 classes + 1.8 inches square
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-def run(capsys, *args):
-    """``cconv ARGS`` in-process: ``(status, stdout, stderr)``."""
-    capsys.readouterr()
-    status = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def command_env(tmp_path):
-    """The environment of a subprocess: CCONV_DATA inside ``tmp_path``, MPLBACKEND unset."""
-    env = dict(os.environ)
-    env.pop("MPLBACKEND", None)
-    env["CCONV_DATA"] = str(tmp_path / "cconv-data")
-    return env
 
 
 def console_script():
@@ -317,7 +301,7 @@ def test_evaluate_reads_back_the_trained_params(sample_run, tmp_path):
 
 
 def test_evaluate_prints_accuracy_and_confusion_matrix(sample_run, tmp_path, capsys):
-    status, out, err = run(capsys, "evaluate", sample_run["out"] / "params.npz", "--out", tmp_path)
+    status, out, err = run_cli(capsys, "evaluate", sample_run["out"] / "params.npz", "--out", tmp_path)
     assert status == 0 and err == ""
     lines = out.splitlines()
     accuracy = sample_run["metrics"]["final_test_acc"]
@@ -334,7 +318,7 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(sample_run, tmp_path, cap
 
 
 def test_visualize_reads_back_the_trained_params(sample_run, tmp_path, capsys):
-    status, out, err = run(capsys, "visualize", sample_run["out"] / "params.npz", "--out", tmp_path, "--json")
+    status, out, err = run_cli(capsys, "visualize", sample_run["out"] / "params.npz", "--out", tmp_path, "--json")
     assert status == 0 and err == ""
     report = json.loads(out)
     assert report["network"] == "SimpleConvNet" and report["dataset"] == "sample"
@@ -349,7 +333,7 @@ def test_visualize_reads_back_the_trained_params(sample_run, tmp_path, capsys):
 
 
 def test_visualize_human_output(sample_run, tmp_path, capsys):
-    status, out, err = run(capsys, "visualize", sample_run["out"] / "params.npz", "--out", tmp_path,
+    status, out, err = run_cli(capsys, "visualize", sample_run["out"] / "params.npz", "--out", tmp_path,
                            "--index", 7)
     assert status == 0 and err == ""
     assert out.splitlines() == [f"wrote {tmp_path / 'filters.png'}", f"wrote {tmp_path / 'activations.png'}"]
@@ -357,8 +341,8 @@ def test_visualize_human_output(sample_run, tmp_path, capsys):
 
 def test_evaluate_and_visualize_quiet(sample_run, tmp_path, capsys):
     params = sample_run["out"] / "params.npz"
-    assert run(capsys, "evaluate", params, "--out", tmp_path / "e", "--quiet") == (0, "", "")
-    assert run(capsys, "visualize", params, "--out", tmp_path / "v", "--quiet") == (0, "", "")
+    assert run_cli(capsys, "evaluate", params, "--out", tmp_path / "e", "--quiet") == (0, "", "")
+    assert run_cli(capsys, "visualize", params, "--out", tmp_path / "v", "--quiet") == (0, "", "")
     assert (tmp_path / "e" / "misclassified.png").is_file()
     assert (tmp_path / "v" / "activations.png").is_file()
 
@@ -368,7 +352,7 @@ def test_evaluate_writes_beside_params_by_default(sample_run, tmp_path, capsys):
     folder.mkdir()
     for name in ("params.npz", "metrics.json"):
         shutil.copy(sample_run["out"] / name, folder / name)
-    status, _, _ = run(capsys, "visualize", folder / "params.npz", "--quiet")
+    status, _, _ = run_cli(capsys, "visualize", folder / "params.npz", "--quiet")
     assert status == 0
     assert (folder / "filters.png").is_file() and (folder / "activations.png").is_file()
 
@@ -379,7 +363,7 @@ def test_evaluate_writes_beside_params_by_default(sample_run, tmp_path, capsys):
 
 
 def test_train_json_prints_only_json(tiny_data, tmp_path, capsys):
-    status, out, err = run(capsys, *train_args(tiny_data, tmp_path / "run", "--epochs", 1, "--json"))
+    status, out, err = run_cli(capsys, *train_args(tiny_data, tmp_path / "run", "--epochs", 1, "--json"))
     assert status == 0
     report = json.loads(out)  # nothing else on stdout
     assert report["params"] == str(tmp_path / "run" / "params.npz")
@@ -410,7 +394,7 @@ def test_train_dtype(tiny_data, tmp_path, capsys, dtype):
             "--eval-samples", 100, "--quiet"]
     if dtype == "float32":
         args += ["--dtype", "float32"]  # float64 is the default, as the book
-    assert run(capsys, *args) == (0, "", "")
+    assert run_cli(capsys, *args) == (0, "", "")
     params = load_params(tmp_path / "run" / "params.npz")
     assert {params[k].dtype for k in ("W1", "b1", "W2", "b2", "W3", "b3")} == {np.dtype(dtype)}
     network = cconv.load_network(tmp_path / "run" / "params.npz")
@@ -419,7 +403,7 @@ def test_train_dtype(tiny_data, tmp_path, capsys, dtype):
         metrics = json.load(f)
     assert metrics["settings"]["dtype"] == dtype
     # evaluate rebuilds the net in its dtype and reads the recorded --data-dir back.
-    status, out, _ = run(capsys, "evaluate", tmp_path / "run" / "params.npz", "--json")
+    status, out, _ = run_cli(capsys, "evaluate", tmp_path / "run" / "params.npz", "--json")
     assert status == 0
     report = json.loads(out)
     assert report["test_images"] == TINY_TEST
@@ -436,7 +420,7 @@ def test_resume_continues_the_same_trajectory(tiny_data, tiny_straight, tiny_cop
     with open(tiny_copy / "metrics.json", encoding="utf-8") as f:
         first = json.load(f)
     (tiny_copy / "filters_before.png").unlink()  # redrawn from the initial weights, not the checkpoint's
-    status, out, err = run(capsys, *train_args(tiny_data, tiny_copy, "--epochs", 2, "--resume"))
+    status, out, err = run_cli(capsys, *train_args(tiny_data, tiny_copy, "--epochs", 2, "--resume"))
     assert status == 0, err
     assert f"resumed from {tiny_copy / 'checkpoints' / 'epoch-0001.npz'}: 1 epoch done" in out.splitlines()
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("epoch ")] == ["epoch 2/2"]
@@ -483,23 +467,23 @@ def test_resume_with_other_settings_is_refused(tiny_data, tiny_copy, capsys, cha
     else:
         args += change
     before = (tiny_copy / "params.npz").read_bytes()
-    assert_usage_error(*run(capsys, *args), "--resume", named)
+    assert_usage_error(*run_cli(capsys, *args), "--resume", named)
     assert (tiny_copy / "params.npz").read_bytes() == before
 
 
 def test_resume_to_fewer_epochs_is_refused(tiny_data, tiny_straight, tmp_path, capsys):
     out = shutil.copytree(tiny_straight[0], tmp_path / "run")
-    assert_usage_error(*run(capsys, *train_args(tiny_data, out, "--epochs", 1, "--resume")), "--epochs 1")
+    assert_usage_error(*run_cli(capsys, *train_args(tiny_data, out, "--epochs", 1, "--resume")), "--epochs 1")
 
 
 def test_training_over_old_checkpoints_is_refused(tiny_data, tiny_copy, capsys):
     before = (tiny_copy / "params.npz").read_bytes()
-    assert_usage_error(*run(capsys, *train_args(tiny_data, tiny_copy, "--epochs", 1)), "--resume", "checkpoints")
+    assert_usage_error(*run_cli(capsys, *train_args(tiny_data, tiny_copy, "--epochs", 1)), "--resume", "checkpoints")
     assert (tiny_copy / "params.npz").read_bytes() == before
 
 
 def test_resume_without_checkpoints_starts_from_the_beginning(tiny_data, tiny_run, tmp_path, capsys):
-    status, out, err = run(capsys, *train_args(tiny_data, tmp_path / "run", "--epochs", 1, "--resume"))
+    status, out, err = run_cli(capsys, *train_args(tiny_data, tmp_path / "run", "--epochs", 1, "--resume"))
     assert status == 0
     assert "cconv: --resume: no checkpoint in" in err
     # The very run of tiny_run (same settings and seed).
@@ -512,7 +496,7 @@ def test_other_networks_train_resume_and_read_back(micro_data, tmp_path, capsys)
     def train(net, out, *extra):
         args = ["train", "--data-dir", micro_data, "--net", net, "--out", out, "--batch-size", 50,
                 "--eval-samples", 20, "--dtype", "float32", "--seed", 1, "--quiet", *extra]
-        assert run(capsys, *args) == (0, "", "")
+        assert run_cli(capsys, *args) == (0, "", "")
 
     train("lenet", tmp_path / "lenet", "--epochs", 1)
     train("deep", tmp_path / "deep-straight", "--epochs", 2)
@@ -524,12 +508,12 @@ def test_other_networks_train_resume_and_read_back(micro_data, tmp_path, capsys)
     for key in resumed:
         np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
     for folder, name, layers in [("lenet", "LeNet", 4), ("deep", "DeepConvNet", 9)]:
-        status, out, err = run(capsys, "visualize", tmp_path / folder / "params.npz", "--json")
+        status, out, err = run_cli(capsys, "visualize", tmp_path / folder / "params.npz", "--json")
         assert status == 0, err
         report = json.loads(out)
         assert report["network"] == name and len(report["layers"]) == layers
         read_png(tmp_path / folder / "activations.png")
-    assert_usage_error(*run(capsys, "evaluate", tmp_path / "deep" / "params.npz", "--net", "lenet"),
+    assert_usage_error(*run_cli(capsys, "evaluate", tmp_path / "deep" / "params.npz", "--net", "lenet"),
                        "DeepConvNet", "--net deep")
 
 
@@ -550,7 +534,7 @@ def test_interrupt_keeps_the_completed_epochs(tiny_data, tiny_straight, tmp_path
         return original(self)
 
     monkeypatch.setattr(cli._CommandTrainer, "train_step", interrupted_step)
-    status, stdout, err = run(capsys, *train_args(tiny_data, out, "--epochs", 2))
+    status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--epochs", 2))
     assert status == 130
     assert "Traceback" not in err
     assert err.splitlines()[-1] == (
@@ -564,7 +548,7 @@ def test_interrupt_keeps_the_completed_epochs(tiny_data, tiny_straight, tmp_path
     assert not (out / "params.npz").exists()
 
     monkeypatch.setattr(cli._CommandTrainer, "train_step", original)
-    status, _, _ = run(capsys, *train_args(tiny_data, out, "--epochs", 2, "--resume", "--quiet"))
+    status, _, _ = run_cli(capsys, *train_args(tiny_data, out, "--epochs", 2, "--resume", "--quiet"))
     assert status == 0
     straight = load_params(tiny_straight[0] / "params.npz")
     for key, value in load_params(out / "params.npz").items():
@@ -621,15 +605,15 @@ def book_simple_pkl():
 
 
 def test_evaluate_book_pkl_needs_net(book_simple_pkl, tmp_path, capsys):
-    assert_usage_error(*run(capsys, "evaluate", book_simple_pkl, "--dataset", "sample", "--out", tmp_path),
+    assert_usage_error(*run_cli(capsys, "evaluate", book_simple_pkl, "--dataset", "sample", "--out", tmp_path),
                        "--net")
-    assert_usage_error(*run(capsys, "visualize", book_simple_pkl, "--dataset", "sample", "--out", tmp_path),
+    assert_usage_error(*run_cli(capsys, "visualize", book_simple_pkl, "--dataset", "sample", "--out", tmp_path),
                        "--net")
     assert not list(tmp_path.iterdir())
 
 
 def test_evaluate_book_pkl_with_net(book_simple_pkl, tmp_path, capsys):
-    status, out, err = run(capsys, "evaluate", book_simple_pkl, "--net", "simple", "--dataset", "sample",
+    status, out, err = run_cli(capsys, "evaluate", book_simple_pkl, "--net", "simple", "--dataset", "sample",
                            "--out", tmp_path, "--json")
     assert status == 0, err
     report = json.loads(out)
@@ -637,18 +621,18 @@ def test_evaluate_book_pkl_with_net(book_simple_pkl, tmp_path, capsys):
     # The book's trained network (~99% on MNIST's test set); the sample's images are MNIST's.
     assert report["accuracy"] >= 0.95
     read_png(tmp_path / "misclassified.png")
-    status, _, _ = run(capsys, "visualize", book_simple_pkl, "--net", "simple", "--dataset", "sample",
+    status, _, _ = run_cli(capsys, "visualize", book_simple_pkl, "--net", "simple", "--dataset", "sample",
                        "--out", tmp_path, "--quiet")
     assert status == 0
     assert_png_size(tmp_path / "filters.png", FILTERS_PX)
 
 
 def test_book_pkl_of_another_net(book_simple_pkl, tmp_path, capsys):
-    assert_usage_error(*run(capsys, "evaluate", book_simple_pkl, "--net", "lenet", "--dataset", "sample",
+    assert_usage_error(*run_cli(capsys, "evaluate", book_simple_pkl, "--net", "lenet", "--dataset", "sample",
                             "--out", tmp_path), "--net lenet")
     deep = shared_data() / "book-params" / "deep_convnet_params.pkl"
     if deep.is_file():
-        assert_usage_error(*run(capsys, "evaluate", deep, "--net", "simple", "--dataset", "sample",
+        assert_usage_error(*run_cli(capsys, "evaluate", deep, "--net", "simple", "--dataset", "sample",
                                 "--out", tmp_path), "--net simple")
 
 
@@ -656,10 +640,10 @@ def test_params_file_of_another_net(tmp_path, capsys):
     path = tmp_path / "lenet.npz"
     cconv.LeNet(seed=0).save_params(path)
     for command in ("evaluate", "visualize"):
-        assert_usage_error(*run(capsys, command, path, "--net", "simple", "--dataset", "sample",
+        assert_usage_error(*run_cli(capsys, command, path, "--net", "simple", "--dataset", "sample",
                                 "--out", tmp_path / "out"), "LeNet", "--net lenet")
     # Without --net the file says what it is.
-    status, out, err = run(capsys, "visualize", path, "--dataset", "sample", "--out", tmp_path / "out", "--json")
+    status, out, err = run_cli(capsys, "visualize", path, "--dataset", "sample", "--out", tmp_path / "out", "--json")
     assert status == 0, err
     assert json.loads(out)["network"] == "LeNet"
 
@@ -668,8 +652,8 @@ def test_plain_npz_needs_net(sample_run, tmp_path, capsys):
     params = {k: v for k, v in load_params(sample_run["out"] / "params.npz").items() if k != "__meta__"}
     path = tmp_path / "plain.npz"
     np.savez(path, **params)
-    assert_usage_error(*run(capsys, "visualize", path, "--dataset", "sample", "--out", tmp_path), "--net")
-    status, _, err = run(capsys, "visualize", path, "--net", "simple", "--dataset", "sample",
+    assert_usage_error(*run_cli(capsys, "visualize", path, "--dataset", "sample", "--out", tmp_path), "--net")
+    status, _, err = run_cli(capsys, "visualize", path, "--net", "simple", "--dataset", "sample",
                          "--out", tmp_path, "--quiet")
     assert status == 0, err
 
@@ -706,7 +690,7 @@ def test_plain_npz_needs_net(sample_run, tmp_path, capsys):
 )
 def test_train_bad_arguments(tmp_path, capsys, args, named):
     out = tmp_path / "run"
-    assert_usage_error(*run(capsys, "train", "--dataset", "sample", "--out", out, *args), named)
+    assert_usage_error(*run_cli(capsys, "train", "--dataset", "sample", "--out", out, *args), named)
     assert not out.exists()  # refused before anything is written
 
 
@@ -716,7 +700,7 @@ def test_train_bad_arguments(tmp_path, capsys, args, named):
     ids=["nothing", "unknown-command", "evaluate-no-params", "visualize-no-params", "unknown-option"],
 )
 def test_command_line_errors(capsys, args):
-    assert_usage_error(*run(capsys, *args))
+    assert_usage_error(*run_cli(capsys, *args))
 
 
 def test_bad_arguments_as_real_processes(tmp_path):
@@ -733,9 +717,9 @@ def test_bad_arguments_as_real_processes(tmp_path):
 
 @pytest.mark.parametrize("command", ["evaluate", "visualize"])
 def test_missing_params_file(tmp_path, capsys, command):
-    assert_usage_error(*run(capsys, command, tmp_path / "nothing.npz", "--dataset", "sample"),
+    assert_usage_error(*run_cli(capsys, command, tmp_path / "nothing.npz", "--dataset", "sample"),
                        "PARAMS", "nothing.npz")
-    assert_usage_error(*run(capsys, command, tmp_path, "--dataset", "sample"), "PARAMS")  # a folder
+    assert_usage_error(*run_cli(capsys, command, tmp_path, "--dataset", "sample"), "PARAMS")  # a folder
 
 
 @pytest.mark.parametrize("command", ["evaluate", "visualize"])
@@ -750,13 +734,13 @@ def test_corrupt_params_file(sample_run, tmp_path, capsys, command, damage):
     }[damage]
     path = tmp_path / "params.npz"
     path.write_bytes(content)
-    assert_usage_error(*run(capsys, command, path, "--dataset", "sample", "--out", tmp_path / "out"),
+    assert_usage_error(*run_cli(capsys, command, path, "--dataset", "sample", "--out", tmp_path / "out"),
                        "PARAMS")
     assert not (tmp_path / "out").exists()
 
 
 def test_visualize_index_out_of_range(sample_run, tmp_path, capsys):
-    assert_usage_error(*run(capsys, "visualize", sample_run["out"] / "params.npz", "--index", SAMPLE_TEST,
+    assert_usage_error(*run_cli(capsys, "visualize", sample_run["out"] / "params.npz", "--index", SAMPLE_TEST,
                             "--out", tmp_path), "--index")
 
 
@@ -764,10 +748,10 @@ def test_unwritable_out(sample_run, tiny_data, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     out = blocker / "sub"
-    assert_usage_error(*run(capsys, *train_args(tiny_data, out, "--epochs", 1)), "--out", str(out))
+    assert_usage_error(*run_cli(capsys, *train_args(tiny_data, out, "--epochs", 1)), "--out", str(out))
     params = sample_run["out"] / "params.npz"
-    assert_usage_error(*run(capsys, "evaluate", params, "--out", out), "--out", str(out))
-    assert_usage_error(*run(capsys, "visualize", params, "--out", out), "--out", str(out))
+    assert_usage_error(*run_cli(capsys, "evaluate", params, "--out", out), "--out", str(out))
+    assert_usage_error(*run_cli(capsys, "visualize", params, "--out", out), "--out", str(out))
     assert blocker.read_text() == "not a folder"
 
 
@@ -775,20 +759,20 @@ def test_data_dir_problems(sample_run, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     params = sample_run["out"] / "params.npz"
-    assert_usage_error(*run(capsys, "train", "--data-dir", empty, "--out", tmp_path / "run"), "--data-dir")
-    assert_usage_error(*run(capsys, "evaluate", params, "--data-dir", empty, "--out", tmp_path), "--data-dir")
-    assert_usage_error(*run(capsys, "evaluate", params, "--data-dir", tmp_path / "absent", "--out", tmp_path),
+    assert_usage_error(*run_cli(capsys, "train", "--data-dir", empty, "--out", tmp_path / "run"), "--data-dir")
+    assert_usage_error(*run_cli(capsys, "evaluate", params, "--data-dir", empty, "--out", tmp_path), "--data-dir")
+    assert_usage_error(*run_cli(capsys, "evaluate", params, "--data-dir", tmp_path / "absent", "--out", tmp_path),
                        "--data-dir")
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     for name in datasets.IDX_NAMES:
         (corrupt / name).write_bytes(b"\x00\x00\x08\x03" + os.urandom(100))
-    assert_usage_error(*run(capsys, "visualize", params, "--data-dir", corrupt, "--out", tmp_path), "IDX")
+    assert_usage_error(*run_cli(capsys, "visualize", params, "--data-dir", corrupt, "--out", tmp_path), "IDX")
 
 
 def test_training_that_diverges(tiny_data, tmp_path, capsys):
     # float32 SGD with lr 1e30 overflows at the first step: the loss is NaN.
-    status, out, err = run(capsys, *train_args(tiny_data, tmp_path / "run", "--epochs", 2, "--optimizer", "sgd",
+    status, out, err = run_cli(capsys, *train_args(tiny_data, tmp_path / "run", "--epochs", 2, "--optimizer", "sgd",
                                                "--lr", "1e30", "--quiet"))
     assert_usage_error(status, out, err, "diverged", "--lr")
     assert "RuntimeWarning" not in err
@@ -815,7 +799,7 @@ def test_mnist_falls_back_to_the_sample_without_download(sample_run, tmp_path):
 def test_mnist_falls_back_when_the_mirrors_fail(sample_run, tmp_path, capsys, monkeypatch):
     info = dataclasses.replace(datasets.DATASETS["mnist"], mirrors=(closed_port_url(),), system_dirs=())
     monkeypatch.setitem(datasets.DATASETS, "mnist", info)
-    status, out, err = run(capsys, "visualize", sample_run["out"] / "params.npz", "--dataset", "mnist",
+    status, out, err = run_cli(capsys, "visualize", sample_run["out"] / "params.npz", "--dataset", "mnist",
                            "--out", tmp_path, "--json")
     assert status == 0
     assert json.loads(out)["dataset"] == "sample"
@@ -825,7 +809,7 @@ def test_mnist_falls_back_when_the_mirrors_fail(sample_run, tmp_path, capsys, mo
     others = [line for line in err.splitlines() if not line.startswith("cconv:")]
     assert all(line.startswith(("Downloading MNIST", "  failed: ")) for line in others), err
     assert "Traceback" not in err
-    status, out, err = run(capsys, "visualize", sample_run["out"] / "params.npz", "--dataset", "mnist",
+    status, out, err = run_cli(capsys, "visualize", sample_run["out"] / "params.npz", "--dataset", "mnist",
                            "--out", tmp_path, "--quiet")
     assert (status, out, err) == (0, "", "")
 
@@ -833,7 +817,7 @@ def test_mnist_falls_back_when_the_mirrors_fail(sample_run, tmp_path, capsys, mo
 def test_unavailable_fashion_mnist_exits_1(tmp_path, capsys, monkeypatch):
     info = dataclasses.replace(datasets.DATASETS["fashion-mnist"], mirrors=(closed_port_url(),), system_dirs=())
     monkeypatch.setitem(datasets.DATASETS, "fashion-mnist", info)
-    status, out, err = run(capsys, "train", "--dataset", "fashion-mnist", "--no-download", "--out", tmp_path / "run")
+    status, out, err = run_cli(capsys, "train", "--dataset", "fashion-mnist", "--no-download", "--out", tmp_path / "run")
     assert status == 1 and out == ""
     assert err.startswith("cconv: error: Fashion-MNIST") and "Traceback" not in err
 
@@ -857,7 +841,7 @@ def pyplot(monkeypatch):
 def test_show_without_a_display(sample_run, tmp_path, capsys, pyplot, monkeypatch):
     plt, shown = pyplot
     monkeypatch.setattr(plt, "get_backend", lambda: "agg")
-    status, out, err = run(capsys, "visualize", sample_run["out"] / "params.npz", "--out", tmp_path, "--show")
+    status, out, err = run_cli(capsys, "visualize", sample_run["out"] / "params.npz", "--out", tmp_path, "--show")
     assert status == 0
     assert err.count("\n") == 1 and err.startswith("cconv: --show: ") and "agg" in err
     assert shown == [] and (tmp_path / "filters.png").is_file()
@@ -878,7 +862,7 @@ def test_show_opens_a_window_per_picture(sample_run, tmp_path, capsys, pyplot, m
             return original(num, *args, **kwargs)
 
         monkeypatch.setattr(plt, "figure", figure)
-    status, out, err = run(capsys, "visualize", sample_run["out"] / "params.npz", "--out", tmp_path, "--show")
+    status, out, err = run_cli(capsys, "visualize", sample_run["out"] / "params.npz", "--out", tmp_path, "--show")
     assert status == 0, err
     assert err == ""
     assert len(shown) == 1 and len(shown[0]) == 2  # one show() of two windows
@@ -893,7 +877,7 @@ def test_show_opens_a_window_per_picture(sample_run, tmp_path, capsys, pyplot, m
 
 
 def test_bench_prints_a_table(capsys):
-    status, out, err = run(capsys, "bench", "--quick", "--ops", "im2col", "--dtype", "float32",
+    status, out, err = run_cli(capsys, "bench", "--quick", "--ops", "im2col", "--dtype", "float32",
                            "--repeat", "1", "--retries", "0")
     assert status == 0, err
     assert "cconv kernel benchmark" in out
@@ -903,12 +887,12 @@ def test_bench_prints_a_table(capsys):
 
 
 def test_bench_bad_option(capsys):
-    status, out, err = run(capsys, "bench", "--ops", "convolve")
+    status, out, err = run_cli(capsys, "bench", "--ops", "convolve")
     assert status == 2 and "Traceback" not in err and "convolve" in err
 
 
 def test_version(capsys, tmp_path):
-    assert run(capsys, "--version") == (0, f"cconv {cconv.__version__}\n", "")
+    assert run_cli(capsys, "--version") == (0, f"cconv {cconv.__version__}\n", "")
     result = run_command(["--version"], tmp_path, script=True)
     assert (result.returncode, result.stdout, result.stderr) == (0, f"cconv {cconv.__version__}\n", "")
 
@@ -919,7 +903,7 @@ def test_help(tmp_path, capsys):
     assert result.stdout.startswith("usage: cconv")
     for command in ("train", "evaluate", "visualize", "bench"):
         assert command in result.stdout
-    status, out, err = run(capsys, "train", "--help")
+    status, out, err = run_cli(capsys, "train", "--help")
     assert status == 0 and err == ""
     for option in ("--net", "--dataset", "--data-dir", "--epochs", "--batch-size", "--optimizer", "--lr",
                    "--dtype", "--seed", "--out", "--resume", "--quiet", "--json", "--show"):

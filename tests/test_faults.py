@@ -49,7 +49,7 @@ from cconv import _atomic, cli
 from cconv.nets import SimpleConvNet
 from cconv.trainer import Trainer, latest_checkpoint
 
-from cconv_testutils import write_sample_subset
+from cconv_testutils import command_env, run_cli, write_sample_subset
 
 EPOCHS = 3
 STEPS = 2  # per epoch: 100 training images, batches of 50
@@ -65,22 +65,6 @@ def train_args(data_dir, out, *extra, epochs=EPOCHS):
     return [str(a) for a in ("train", "--data-dir", data_dir, "--out", out, "--epochs", epochs,
                              "--batch-size", 50, "--dtype", "float32", "--seed", 5, "--eval-samples", 100,
                              *extra)]
-
-
-def run(capsys, *args):
-    """``cconv ARGS`` in-process: ``(status, stdout, stderr)``."""
-    capsys.readouterr()
-    status = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def command_env(tmp_path):
-    """The environment of a subprocess: CCONV_DATA inside ``tmp_path``, MPLBACKEND unset."""
-    env = dict(os.environ)
-    env.pop("MPLBACKEND", None)
-    env["CCONV_DATA"] = str(tmp_path / "cconv-data")
-    return env
 
 
 def files(folder):
@@ -311,7 +295,7 @@ def test_killed_while_writing_three_times_then_resumed(tiny_data, reference, tmp
     assert len(read_metrics(out)["epochs"]) == 2
 
     # 4. --resume from epoch 2 to the end: the uninterrupted run, bit for bit.
-    status, stdout, err = run(capsys, *train_args(tiny_data, out, "--resume"))
+    status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--resume"))
     assert status == 0, err
     assert f"resumed from {second_ckpt}: 2 epochs done" in stdout.splitlines()
     assert temp_files(out) == []
@@ -444,7 +428,7 @@ def test_cli_disk_full_at_a_checkpoint(tiny_data, reference, tmp_path, capsys, m
     checkpoints = out / "checkpoints"
     with monkeypatch.context() as patch:
         disk = FullDisk(patch, "epoch-0002.npz", free=300_000, root=out)
-        status, stdout, err = run(capsys, *train_args(tiny_data, out, "--quiet"))
+        status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--quiet"))
     assert disk.happened and disk.written == 300_000
     assert (status, stdout) == (1, "")
     assert_one_line(err, f"{ENOSPC_TEXT}: {str(checkpoints / 'epoch-0002.npz')!r}",
@@ -453,7 +437,7 @@ def test_cli_disk_full_at_a_checkpoint(tiny_data, reference, tmp_path, capsys, m
     assert sorted(os.listdir(checkpoints)) == ["epoch-0001.npz"]
     assert len(read_metrics(out)["epochs"]) == 1
 
-    assert run(capsys, *train_args(tiny_data, out, "--resume", "--quiet")) == (0, "", "")
+    assert run_cli(capsys, *train_args(tiny_data, out, "--resume", "--quiet")) == (0, "", "")
     assert_same_run(out, reference)
 
 
@@ -464,7 +448,7 @@ def test_cli_disk_full_before_training(tiny_data, tmp_path, capsys, monkeypatch,
     with monkeypatch.context() as patch:
         disk = FullDisk(patch, name, free=100, root=out)
         patch.setattr(cli._CommandTrainer, "train_step", lambda self: pytest.fail("training started"))
-        status, stdout, err = run(capsys, *train_args(tiny_data, out, "--quiet"))
+        status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--quiet"))
     assert disk.happened
     assert (status, stdout) == (1, "")
     assert_one_line(err, f"{ENOSPC_TEXT}: {str(out / name)!r}")
@@ -477,7 +461,7 @@ def test_cli_disk_full_at_the_first_checkpoint(tiny_data, tmp_path, capsys, monk
     checkpoints = out / "checkpoints"
     with monkeypatch.context() as patch:
         disk = FullDisk(patch, "epoch-0001.npz", free=300_000, root=out)
-        status, stdout, err = run(capsys, *train_args(tiny_data, out, "--quiet", epochs=1))
+        status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--quiet", epochs=1))
     assert disk.happened and disk.written == 300_000
     assert (status, stdout) == (1, "")
     assert_one_line(err, f"{ENOSPC_TEXT}: {str(checkpoints / 'epoch-0001.npz')!r}; no epoch is saved")
@@ -500,7 +484,7 @@ def test_cli_disk_full_at_each_result_then_resumed(tiny_data, tmp_path, capsys, 
     ]:
         with monkeypatch.context() as patch:
             disk = FullDisk(patch, name, nth=nth, free=free, root=out)
-            status, stdout, err = run(capsys, *train_args(tiny_data, out, "--quiet", *extra, epochs=1))
+            status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--quiet", *extra, epochs=1))
         assert disk.happened and disk.written == free, name
         assert (status, stdout) == (1, "")
         assert_one_line(err, f"{ENOSPC_TEXT}: {str(out / name)!r}",
@@ -508,7 +492,7 @@ def test_cli_disk_full_at_each_result_then_resumed(tiny_data, tmp_path, capsys, 
         assert files(out) == disk.before
         assert checkpoint_iteration(checkpoint) == STEPS
 
-    assert run(capsys, *train_args(tiny_data, out, "--resume", "--quiet", epochs=1)) == (0, "", "")
+    assert run_cli(capsys, *train_args(tiny_data, out, "--resume", "--quiet", epochs=1)) == (0, "", "")
     assert temp_files(out) == []
     saved = {k.partition("/")[2]: v for k, v in load_arrays(checkpoint).items() if k.startswith("params/")}
     params = load_arrays(out / "params.npz")
@@ -642,7 +626,7 @@ def test_cli_stops_on_non_finite_values_and_keeps_the_last_good_checkpoint(
     ]:
         with monkeypatch.context() as patch:
             patch.setattr(cli._CommandTrainer, "train_step", poisoned(value, step))
-            status, stdout, err = run(capsys, *train_args(tiny_data, out, "--quiet", *extra))
+            status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--quiet", *extra))
         assert (status, stdout) == (2, "")
         assert_one_line(err, "training diverged: the loss became ", f"at epoch {epoch} (step {step})",
                         f"the checkpoint of the last good epoch is {checkpoints / kept[-1]}", "--lr")
@@ -653,5 +637,5 @@ def test_cli_stops_on_non_finite_values_and_keeps_the_last_good_checkpoint(
         metrics = read_metrics(out)
         assert len(metrics["epochs"]) == len(kept) and metrics["train_loss_list"][step - 1] is None  # not finite
 
-    assert run(capsys, *train_args(tiny_data, out, "--resume", "--quiet")) == (0, "", "")
+    assert run_cli(capsys, *train_args(tiny_data, out, "--resume", "--quiet")) == (0, "", "")
     assert_same_run(out, reference)
