@@ -111,10 +111,10 @@ def _as_real(value, name, dtype):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     try:
         real = float(value)
-    except OverflowError:
+    except OverflowError:  # an int or a fraction beyond a double
         real = math.inf
-    if math.isinf(real) and not (isinstance(value, float) or isinstance(value, np.floating)) \
-            or math.isfinite(real) and abs(real) > float(np.finfo(dtype).max):
+    too_large_for_a_double = math.isinf(real) and not isinstance(value, (float, np.floating))
+    if too_large_for_a_double or (math.isfinite(real) and abs(real) > float(np.finfo(dtype).max)):
         raise ValueError(f"{name} must fit {np.dtype(dtype).name}, got {value!r}")
     return real
 
@@ -136,7 +136,7 @@ def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
     ------
     TypeError, ValueError
         When the arrays do not satisfy :func:`fits`, or a constant is not a
-        real number that fits a float.
+        real number that the arrays' dtype can hold (inf and NaN can be).
     """
     if not fits(param, grad, m, v):
         raise ValueError(
