@@ -25,6 +25,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import zipfile
 
@@ -38,11 +39,15 @@ __all__ = [
     "atomic_write_text",
     "check_writable_dir",
     "fsync_dir",
+    "remove_stale_temp_files",
 ]
 
 # Directory fsync is impossible on Windows and unsupported by a few file
 # systems (they answer EINVAL); there is nothing more to make durable then.
 _DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES}
+
+#: The temporary file of ``name`` (``_open_temp``): ``.name.1a2b3c4d.tmp``.
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]+\.tmp$")
 
 
 def fsync_dir(path):
@@ -65,6 +70,19 @@ def fsync_dir(path):
             raise
     finally:
         os.close(fd)
+
+
+def remove_stale_temp_files(directory, is_target):
+    """Delete the temporary files of :func:`atomic_write` left in ``directory`` by a killed process.
+
+    Only those of files ``name`` with ``is_target(name)`` true: a process still
+    writing other files into ``directory`` keeps its own.
+    """
+    for entry in os.listdir(directory):
+        match = _TEMP_NAME.match(entry)
+        if match and is_target(match["target"]):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, entry))
 
 
 def _open_temp(directory, name):

@@ -36,14 +36,13 @@ import contextlib
 import json
 import math
 import os
-import re
 import sys
 import time
 
 import numpy as np
 
 from cconv import datasets, params_io
-from cconv._atomic import atomic_write_json, check_writable_dir
+from cconv._atomic import atomic_write_json, check_writable_dir, remove_stale_temp_files
 from cconv.nets import NETWORKS, AlexNet, DeepConvNet, LeNet, SimpleConvNet, load_network
 from cconv.optim import OPTIMIZERS
 from cconv.trainer import CheckpointError, Trainer, TrainingDiverged
@@ -66,11 +65,11 @@ DEFAULT_EVAL_SAMPLES = 1000
 PARAMS_FILE = "params.npz"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
-#: cconv._atomic's temporary files of the files ``cconv train`` writes into ``--out``
-#: (``.metrics.json.1a2b3c4d.tmp``): a run killed while writing leaves one behind, the
-#: next run into the folder removes it (the Trainer does the same for its checkpoints).
-_STALE_TEMP_NAME = re.compile(
-    r"^\.(params\.npz|metrics\.json|filters_before\.png|accuracy\.png|filters_after\.png)\.[0-9a-f]+\.tmp$"
+#: The files ``cconv train`` writes into ``--out``: a run killed while writing one
+#: leaves its temporary file, which the next run into the folder removes (the
+#: Trainer does the same for its checkpoints).
+TRAIN_OUTPUTS = frozenset(
+    {PARAMS_FILE, METRICS_FILE, "filters_before.png", "accuracy.png", "filters_after.png"}
 )
 
 #: Settings that a ``--resume`` must repeat (the checkpoint was made with them).
@@ -491,14 +490,6 @@ def _saved_on_write_error(trainer):
         raise type(exc)(f"{exc}; {saved}") from exc
 
 
-def _remove_stale_temp_files(out):
-    """Delete the temporary files that a ``cconv train`` killed while writing left in ``out``."""
-    for name in os.listdir(out):
-        if _STALE_TEMP_NAME.match(name):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(out, name))
-
-
 def _train(args, console):
     from cconv import plots
 
@@ -523,7 +514,7 @@ def _train(args, console):
             f"--out: {out!r} holds checkpoints of an earlier run; continue it with --resume, "
             "or train into another folder"
         )
-    _remove_stale_temp_files(out)
+    remove_stale_temp_files(out, TRAIN_OUTPUTS.__contains__)
 
     data = _load_data(args, console, args.dataset, args.data_dir)
     dtype = np.dtype(args.dtype)

@@ -51,7 +51,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from cconv._atomic import atomic_save_npz, check_writable_dir, fsync_dir
+from cconv._atomic import atomic_save_npz, check_writable_dir, fsync_dir, remove_stale_temp_files
 from cconv._progress import ProgressBar
 
 __all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "latest_checkpoint"]
@@ -59,7 +59,6 @@ __all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "latest_checkpoint"
 CHECKPOINT_FORMAT = "cconv.trainer.checkpoint"
 CHECKPOINT_VERSION = 1
 _CHECKPOINT_NAME = re.compile(r"^epoch-(\d+)\.npz$")
-_STALE_TEMP_NAME = re.compile(r"^\.epoch-\d+\.npz\.[0-9a-f]+\.tmp$")
 _BIT_GENERATORS = {
     cls.__name__: cls
     for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)
@@ -403,7 +402,8 @@ class Trainer:
                 "state_dict()/load_state_dict(), so its state cannot be checkpointed"
             )
         self.checkpoint_dir = check_writable_dir(checkpoint_dir, "checkpoint_dir")
-        self._remove_stale_temp_files()
+        # A process killed while writing a checkpoint left its temporary file.
+        remove_stale_temp_files(self.checkpoint_dir, _CHECKPOINT_NAME.match)
         path = latest_checkpoint(self.checkpoint_dir)
         if path is None:
             if resume:
@@ -420,13 +420,6 @@ class Trainer:
                 f"(newest: {os.path.basename(path)}): pass resume=True to continue it, "
                 "or use an empty folder for a new run"
             )
-
-    def _remove_stale_temp_files(self):
-        """Delete temporary checkpoint files left by a process killed while writing."""
-        for name in os.listdir(self.checkpoint_dir):
-            if _STALE_TEMP_NAME.match(name):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.checkpoint_dir, name))
 
     # -- epochs ------------------------------------------------------------
 
