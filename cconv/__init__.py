@@ -1,6 +1,6 @@
 """cconv: fast, safe CNN kernels for NumPy, and the book's CNN stack on top.
 
-The kernels (im2col, col2im, max and average pooling, ReLU, forward and backward)
+The kernels (convolution, im2col, col2im, max and average pooling, ReLU, forward and backward)
 are typed Cython modules that release the GIL and run in parallel with OpenMP
 where the build supports it. Batches are (N, C, H, W); :func:`im2col` returns
 rows ordered (n, oy, ox) and columns (c, ky, kx), as the book "Deep Learning
@@ -22,6 +22,7 @@ except ImportError as exc:  # a source checkout on sys.path shadows the install
     ) from exc
 from cconv.kernels.activation import relu, relu_backward
 from cconv.kernels.col2im import col2im
+from cconv.kernels.conv import conv2d, conv2d_backward
 from cconv.kernels.im2col import im2col
 from cconv.kernels.pooling import (
     avg_pool2d,
@@ -47,6 +48,8 @@ __all__ = [
     "avg_pool2d",
     "avg_pool2d_backward",
     "col2im",
+    "conv2d",
+    "conv2d_backward",
     "get_num_threads",
     "im2col",
     "load_network",

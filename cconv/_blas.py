@@ -13,6 +13,8 @@ than one (``threadpoolctl``); the BLAS thread count is restored on exit.
 
 ``CCONV_SERIAL_BLAS=0`` in the environment turns this off (BLAS then keeps its
 threads, e.g. on a machine with many cores where big matrix products dominate).
+The convolution kernels, which call BLAS from their own threads, always run
+with BLAS on one thread (:func:`single_threaded_blas`).
 """
 
 import contextlib
@@ -21,7 +23,7 @@ import threading
 
 from cconv.kernels._openmp import get_num_threads
 
-__all__ = ["serial_blas"]
+__all__ = ["serial_blas", "single_threaded_blas"]
 
 _controller = None
 _lock = threading.Lock()
@@ -44,7 +46,14 @@ def _enabled():
 
 
 @contextlib.contextmanager
-def _serial_blas():
+def single_threaded_blas():
+    """A context in which BLAS uses one thread, always.
+
+    The convolution kernels call BLAS from each of their OpenMP threads and
+    run inside it. Safe to nest and to enter from several threads at once:
+    the first entry sets the limit, the last exit restores the thread counts
+    it found.
+    """
     global _depth, _limit
     with _lock:
         if _depth == 0:
@@ -68,4 +77,4 @@ def serial_blas():
     kernel thread (``cconv.set_num_threads(1)``, ``OMP_NUM_THREADS=1``, a build
     without OpenMP) or ``CCONV_SERIAL_BLAS=0``, it does nothing.
     """
-    return _serial_blas() if _enabled() else contextlib.nullcontext()
+    return single_threaded_blas() if _enabled() else contextlib.nullcontext()

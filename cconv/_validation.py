@@ -149,17 +149,21 @@ def _check_size(shape, name, itemsize=8):
         )
 
 
-def conv_output_size(spatial, filter_hw, stride, pad, name):
+def conv_output_size(spatial, filter_hw, stride, pad, name, dilation=(1, 1)):
     """Return ``(out_h, out_w)`` for an (H, W) input; both must be >= 1.
 
-    out = (size + 2*pad - filter) // stride + 1, rounded down.
+    out = (size + 2*pad - dilation*(filter - 1) - 1) // stride + 1, rounded
+    down (with dilation 1: (size + 2*pad - filter) // stride + 1).
     """
     (h, w), (fh, fw) = spatial, filter_hw
-    out_h = (h + 2 * pad[0] - fh) // stride[0] + 1
-    out_w = (w + 2 * pad[1] - fw) // stride[1] + 1
+    span_h = dilation[0] * (fh - 1) + 1
+    span_w = dilation[1] * (fw - 1) + 1
+    out_h = (h + 2 * pad[0] - span_h) // stride[0] + 1
+    out_w = (w + 2 * pad[1] - span_w) // stride[1] + 1
     if out_h < 1 or out_w < 1:
+        dilated = "" if dilation == (1, 1) else f" (spanning {span_h}x{span_w} with dilation {dilation})"
         raise ValueError(
-            f"filter {fh}x{fw} is larger than the padded {name} ({h + 2 * pad[0]}x"
+            f"filter {fh}x{fw}{dilated} is larger than the padded {name} ({h + 2 * pad[0]}x"
             f"{w + 2 * pad[1]} from {h}x{w} with pad {pad}): the output would be "
             f"{out_h}x{out_w}, expected at least 1x1"
         )

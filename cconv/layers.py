@@ -16,7 +16,8 @@ the kernels' policy (float16 becomes float32, integers become float64).
 
 Memory: the convolution and pooling kernels read their inputs through
 strides, so no input is copied to make it contiguous (the ReLU kernels copy a
-non-contiguous input once). :class:`Convolution` returns a C-contiguous (N, FN,
+non-contiguous input once), and the convolution keeps no unfolded copy of
+its input between forward and backward. :class:`Convolution` returns a C-contiguous (N, FN,
 out_h, out_w) array (the book returns a transposed view of an (N, out_h,
 out_w, FN) product): the layers after it and their gradients then all keep
 one memory order, which makes every pass a contiguous one.
@@ -33,10 +34,10 @@ are not in the book's code (LRN follows the AlexNet paper).
 
 import numpy as np
 
-from cconv._validation import as_pair, conv_output_size
+from cconv._validation import as_pair
 from cconv.functions import cross_entropy_error, sigmoid, softmax
 from cconv.kernels.activation import relu, relu_backward
-from cconv.kernels.col2im import col2im
+from cconv.kernels.conv import conv2d, conv2d_backward
 from cconv.kernels.im2col import im2col
 from cconv.kernels.pooling import (
     avg_pool2d,
@@ -105,11 +106,12 @@ class _WeightedLayer:
 
 
 class Convolution(_WeightedLayer):
-    """2-D convolution (cross-correlation) by im2col and a matrix product.
+    """2-D convolution (cross-correlation), forward and backward in compiled kernels.
 
-    ``out[n, f] = sum_c W[f, c] * x[n, c] (windowed) + b[f]``. The windows are
-    unfolded with :func:`cconv.im2col`, multiplied by the filters with NumPy
-    (BLAS), and the gradient is folded back with :func:`cconv.col2im`.
+    ``out[n, f] = sum_c W[f, c] * x[n, c] (windowed) + b[f]``: the book's
+    im2col-and-matrix-product layer, run by :func:`cconv.conv2d` and
+    :func:`cconv.conv2d_backward`, which unfold the windows tile by tile in
+    cache and multiply each tile at once, so no batch-sized ``col`` is made.
 
     Parameters
     ----------
@@ -121,29 +123,21 @@ class Convolution(_WeightedLayer):
     stride : int or (int, int), default 1
     pad : int or (int, int), default 0
         Zero padding on each side.
+    dilation : int or (int, int), default 1
+        Step between a filter's taps (not in the book; 1 is the book's layer).
 
     Attributes
     ----------
     x : ndarray, shape (N, C, H, W)
         The last input (a reference, not a copy).
-    col : ndarray, shape (N*out_h*out_w, C*FH*FW)
-        The unfolded last input, kept for backward.
-    col_W : ndarray, shape (C*FH*FW, FN)
-        ``W.reshape(FN, -1).T``, a view of ``W``.
     dW, db : ndarray
         Gradients of ``W`` and ``b`` after :meth:`backward`, shapes of ``W``
         and ``b``.
-
-    Notes
-    -----
-    ``col`` is written into the same buffer by every forward of the same
-    shape and dtype (no new allocation per batch). It always belongs to the
-    last forward, which is the one ``backward`` differentiates, so the
-    book's forward-then-backward use is unaffected; but a reference to
-    ``layer.col`` kept by the caller is overwritten by the next forward.
-    Each layer has its own buffer, so layers never overwrite each other's
-    (a shallow ``copy.copy`` of a layer would share it; use
-    ``copy.deepcopy``).
+    col : ndarray, shape (N*out_h*out_w, C*FH*FW)
+        The book's unfolded last input, made by :func:`cconv.im2col` when
+        read (the layer itself never needs it).
+    col_W : ndarray, shape (C*FH*FW, FN)
+        ``W.reshape(FN, -1).T``, a view of ``W``.
 
     Examples
     --------
@@ -156,13 +150,25 @@ class Convolution(_WeightedLayer):
     (4, 1, 5, 5)
     """
 
-    def __init__(self, W, b, stride=1, pad=0):
+    def __init__(self, W, b, stride=1, pad=0, dilation=1):
         super().__init__(W, b)
         self.stride = stride
         self.pad = pad
-        self.col = None
-        self.col_W = None
-        self._col_buffer = None  # the array of ``col``, refilled by the next forward
+        self.dilation = dilation
+        # Checked once here; the kernels take the normalised pairs.
+        self._window = (as_pair(stride, "stride", 1), as_pair(pad, "pad", 0),
+                        as_pair(dilation, "dilation", 1))
+
+    @property
+    def col(self):
+        if self.x is None:
+            return None
+        FN, C, FH, FW = self.W.shape
+        return im2col(self.x, FH, FW, *self._window)
+
+    @property
+    def col_W(self):
+        return self.W.reshape(self.W.shape[0], -1).T
 
     def forward(self, x):
         """Convolve a batch.
@@ -170,14 +176,15 @@ class Convolution(_WeightedLayer):
         Parameters
         ----------
         x : ndarray, shape (N, C, H, W)
-            Any strides (read in place by :func:`cconv.im2col`).
+            Any strides (read in place).
 
         Returns
         -------
         out : ndarray, shape (N, FN, out_h, out_w)
             ``out_h = (H + 2*pad_h - FH) // stride_h + 1`` (likewise
-            ``out_w``). C-contiguous (the book's is a transposed view
-            of an (N, out_h, out_w, FN) array; the values are the same).
+            ``out_w``; with dilation, as :func:`cconv.conv2d`). C-contiguous
+            (the book's is a transposed view of an (N, out_h, out_w, FN)
+            array; the values are the same).
 
         Raises
         ------
@@ -187,31 +194,13 @@ class Convolution(_WeightedLayer):
         """
         x = _require_ndim(x, 4, "Convolution")
         FN, C, FH, FW = self.W.shape
-        N, x_channels, H, W = x.shape
-        if x_channels != C:
+        if x.shape[1] != C:
             raise ValueError(
-                f"Convolution: x has {x_channels} channels but W {self.W.shape} expects {C}"
+                f"Convolution: x has {x.shape[1]} channels but W {self.W.shape} expects {C}"
             )
-        out_h, out_w = conv_output_size(
-            (H, W), (FH, FW), as_pair(self.stride, "stride", 1), as_pair(self.pad, "pad", 0), "x"
-        )
-        col_shape = (N * out_h * out_w, C * FH * FW)
-        col_dtype = _float_dtype(x.dtype)
-        buffer = self._col_buffer
-        if buffer is None or buffer.shape != col_shape or buffer.dtype != col_dtype:
-            buffer = None  # im2col allocates; that array is reused from now on
-        col = self._col_buffer = im2col(x, FH, FW, self.stride, self.pad, out=buffer)
-        col_W = self.W.reshape(FN, -1).T
-
-        # One product per image, W (FN, C*FH*FW) @ col_n.T: out comes out
-        # C-contiguous NCHW, the layout that the pooling kernels return their
-        # gradients in, so no pass of forward or backward mixes layouts.
-        out = np.matmul(col_W.T, _per_image(col, N, out_h * out_w).transpose(0, 2, 1))
-        out += self.b.reshape(FN, 1)
+        out = conv2d(x, self.W, self.b, *self._window)
         self.x = x
-        self.col = col
-        self.col_W = col_W
-        return out.reshape(N, FN, out_h, out_w)
+        return out
 
     def backward(self, dout):
         """Gradients of the last forward; sets ``dW`` and ``db``.
@@ -224,48 +213,18 @@ class Convolution(_WeightedLayer):
         -------
         dx : ndarray, shape (N, C, H, W), C-contiguous
         """
-        dout_per_image = self._param_backward(dout)
-        FN, C, FH, FW = self.W.shape
-        # dcol = dout2d @ W2d as the book, one image at a time: (N, out_h*out_w, C*FH*FW).
-        dcol = np.matmul(dout_per_image.transpose(0, 2, 1), self.col_W.T)
-        return col2im(dcol.reshape(self.col.shape), self.x.shape, FH, FW, self.stride, self.pad)
+        dx, self.dW, self.db = conv2d_backward(dout, self.x, self.W, *self._window)
+        return dx
 
     def param_backward(self, dout):
         """Set ``dW`` and ``db`` as :meth:`backward` does, without the input's gradient.
 
         For the first layer of a network, whose input gradient nothing uses
-        (:meth:`cconv.nets.Network.gradient` calls this on it): the matrix
-        product and the :func:`cconv.col2im` that make ``dx`` are skipped.
+        (:meth:`cconv.nets.Network.gradient` calls this on it): the products
+        and the folding that make ``dx`` are skipped.
         """
-        self._param_backward(dout)
-
-    def _param_backward(self, dout):
-        """Set ``dW`` and ``db``; return ``dout`` as an (N, FN, out_h*out_w) array."""
-        FN = self.W.shape[0]
-        N, _, out_h, out_w = np.shape(dout)
-        positions = out_h * out_w
-        # The book's np.sum(dout2d, axis=0), summed over the 4-D array: NumPy
-        # then reduces contiguous runs (faster, and pairwise, so more exact).
-        self.db = np.sum(dout, axis=(0, 2, 3))
-        dout_per_image = np.reshape(dout, (N, FN, positions))  # a view of an NCHW-contiguous dout
-        # The book's (col.T @ dout2d).T, made directly in W's layout.
-        col_per_image = _per_image(self.col, N, positions)
-        if col_per_image.shape[2] <= col_per_image.shape[1]:
-            # Few weights per filter (C*FH*FW <= out_h*out_w, first layers):
-            # one product per image, summed; the (N, FN, C*FH*FW) partial sums
-            # take no more memory than dout.
-            dW = np.matmul(dout_per_image, col_per_image).sum(axis=0)
-        else:
-            # Many: one product over every image and position (tensordot
-            # makes an (FN, N*out_h*out_w) copy of dout for it).
-            dW = np.tensordot(dout_per_image, col_per_image, axes=([0, 2], [0, 1]))
-        self.dW = dW.reshape(self.W.shape)
-        return dout_per_image
-
-
-def _per_image(col, N, positions):
-    """``col`` (N*positions, K) as an (N, positions, K) view (``positions = out_h*out_w``)."""
-    return col.reshape(N, positions, col.shape[1])
+        _, self.dW, self.db = conv2d_backward(dout, self.x, self.W, *self._window,
+                                              need_input_grad=False)
 
 
 class _Pooling2d:

@@ -21,11 +21,12 @@ import cconv.kernels
 import cconv.kernels.adam
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from cconv_testutils import Geometry, random_array, with_layout
 
 CONSUMER_SOURCES = Path(__file__).parent / "cimport_consumer"
-PXD_MODULES = ("im2col", "col2im", "pooling", "activation", "adam")
+PXD_MODULES = ("im2col", "col2im", "conv", "pooling", "activation", "adam")
 GEOM = Geometry((2, 3, 7, 6), 3, 2, (2, 1), (1, 1))
 
 
@@ -113,20 +114,52 @@ def nan_like(a):
     return np.full(a.shape, np.nan, dtype=a.dtype)
 
 
-def test_im2col_core(consumer, rng, float_dtype, core_layout, num_threads):
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 1)], ids=["d1", "d21"])
+def test_im2col_core(consumer, rng, float_dtype, core_layout, num_threads, dilation):
     x = with_layout(random_array(rng, GEOM.shape, float_dtype), core_layout)
-    expected = cconv.im2col(x, *GEOM.args, **GEOM.kwargs)
+    expected = cconv.im2col(x, *GEOM.args, **GEOM.kwargs, dilation=dilation)
     col = nan_like(expected)
-    consumer.im2col(x, *window_args(GEOM), col, num_threads)
+    consumer.im2col(x, *window_args(GEOM), *dilation, col, num_threads)
     np.testing.assert_array_equal(col, expected)
 
 
-def test_col2im_core(consumer, rng, float_dtype, core_layout, num_threads):
-    col = with_layout(random_array(rng, GEOM.col_shape, float_dtype), core_layout)
-    expected = cconv.col2im(col, GEOM.shape, *GEOM.args, **GEOM.kwargs)
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 1)], ids=["d1", "d21"])
+def test_col2im_core(consumer, rng, float_dtype, core_layout, num_threads, dilation):
+    col_shape = cconv.im2col(np.zeros(GEOM.shape), *GEOM.args, **GEOM.kwargs, dilation=dilation).shape
+    col = with_layout(random_array(rng, col_shape, float_dtype), core_layout)
+    expected = cconv.col2im(col, GEOM.shape, *GEOM.args, **GEOM.kwargs, dilation=dilation)
     img = nan_like(expected)
-    consumer.col2im(col, *window_args(GEOM), img, num_threads)
+    consumer.col2im(col, *window_args(GEOM), *dilation, img, num_threads)
     np.testing.assert_array_equal(img, expected)
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
+def test_conv2d_cores(consumer, rng, float_dtype, core_layout, num_threads, with_bias):
+    x = with_layout(random_array(rng, GEOM.shape, float_dtype), core_layout)
+    W = random_array(rng, (4, GEOM.shape[1], GEOM.filter_h, GEOM.filter_w), float_dtype)
+    b = random_array(rng, (4,), float_dtype) if with_bias else np.empty(0, float_dtype)
+    window = dict(stride=GEOM.stride, pad=GEOM.pad, dilation=(1, 2))
+    expected = cconv.conv2d(x, W, b if with_bias else None, **window)
+    out = nan_like(expected)
+    # BLAS on one thread, as the Python functions run it (the results do not
+    # depend on it; the speed does).
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert consumer.conv2d(x, W, b, *window_args(GEOM)[2:], 1, 2, out, num_threads) == 0
+    np.testing.assert_array_equal(out, expected)
+
+    dout = random_array(rng, expected.shape, float_dtype)
+    want = cconv.conv2d_backward(dout, x, W, **window)
+    for need_input_grad in (True, False):
+        dx, dW, db = nan_like(x), nan_like(W), np.full(4, np.nan, float_dtype)
+        with threadpool_limits(limits=1, user_api="blas"):
+            assert consumer.conv2d_backward(dout, x, W, *window_args(GEOM)[2:], 1, 2, dx, dW, db,
+                                            need_input_grad, num_threads) == 0
+        np.testing.assert_array_equal(dW, want[1])
+        np.testing.assert_array_equal(db, want[2])
+        if need_input_grad:
+            np.testing.assert_array_equal(dx, want[0])
+        else:
+            assert np.isnan(dx).all()  # not written
 
 
 def test_max_pool2d_core(consumer, rng, float_dtype, core_layout, num_threads):

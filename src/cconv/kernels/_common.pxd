@@ -43,3 +43,73 @@ cdef inline int clamp_threads(int num_threads, Py_ssize_t tasks, Py_ssize_t work
     if num_threads > work // MIN_WORK_PER_THREAD:
         num_threads = <int>(work // MIN_WORK_PER_THREAD)
     return num_threads if num_threads >= 1 else 1
+
+
+ctypedef struct Window:
+    # Geometry of filter windows over (C, H, W) images: the input extent, the
+    # filter, its stride, zero padding and dilation, and the output extent.
+    Py_ssize_t channels, height, width
+    Py_ssize_t filter_h, filter_w
+    Py_ssize_t stride_h, stride_w
+    Py_ssize_t pad_h, pad_w
+    Py_ssize_t dilation_h, dilation_w
+    Py_ssize_t out_h, out_w
+
+
+cdef inline Py_ssize_t output_size(Py_ssize_t size, Py_ssize_t filter_size, Py_ssize_t stride,
+                                   Py_ssize_t pad, Py_ssize_t dilation) noexcept nogil:
+    """Number of window positions along one axis (the caller ensures it is >= 1)."""
+    return (size + 2 * pad - dilation * (filter_size - 1) - 1) // stride + 1
+
+
+cdef inline Window make_window(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width,
+                               Py_ssize_t filter_h, Py_ssize_t filter_w,
+                               Py_ssize_t stride_h, Py_ssize_t stride_w,
+                               Py_ssize_t pad_h, Py_ssize_t pad_w,
+                               Py_ssize_t dilation_h, Py_ssize_t dilation_w) noexcept nogil:
+    cdef Window g
+    g.channels, g.height, g.width = channels, height, width
+    g.filter_h, g.filter_w = filter_h, filter_w
+    g.stride_h, g.stride_w = stride_h, stride_w
+    g.pad_h, g.pad_w = pad_h, pad_w
+    g.dilation_h, g.dilation_w = dilation_h, dilation_w
+    g.out_h = output_size(height, filter_h, stride_h, pad_h, dilation_h)
+    g.out_w = output_size(width, filter_w, stride_w, pad_w, dilation_w)
+    return g
+
+
+cdef inline Py_ssize_t window_size(const Window* g) noexcept nogil:
+    """Entries per window, C*filter_h*filter_w (the columns of col)."""
+    return g.channels * g.filter_h * g.filter_w
+
+
+ctypedef struct Tiling:
+    # Rows of col (output positions of one image) split into tiles: tile_h
+    # whole output lines when a line fits the budget, else tile_w positions
+    # of one line; either way a tile's positions are consecutive.
+    Py_ssize_t tile_h, tile_w, tiles_h, tiles_w
+
+
+cdef inline Tiling make_tiling(const Window* g, Py_ssize_t row_bytes, Py_ssize_t budget) noexcept nogil:
+    """Tiles of at most ``budget`` bytes (at least one position) of rows of ``row_bytes``."""
+    cdef Tiling t
+    t.tile_h = max(1, min(g.out_h, budget // max(1, g.out_w * row_bytes)))
+    t.tile_w = g.out_w if t.tile_h > 1 else max(1, min(g.out_w, budget // max(1, row_bytes)))
+    t.tiles_h = (g.out_h + t.tile_h - 1) // t.tile_h
+    t.tiles_w = (g.out_w + t.tile_w - 1) // t.tile_w
+    return t
+
+
+ctypedef struct Tile:
+    # Output lines [oy0, oy1) and positions [ox0, ox1) of one tile of an image.
+    Py_ssize_t oy0, oy1, ox0, ox1
+
+
+cdef inline Tile tile_at(const Window* g, const Tiling* t, Py_ssize_t index) noexcept nogil:
+    """Tile number ``index`` of an image (tiles run line by line)."""
+    cdef Tile tile
+    tile.oy0 = (index // t.tiles_w) * t.tile_h
+    tile.oy1 = min(tile.oy0 + t.tile_h, g.out_h)
+    tile.ox0 = (index % t.tiles_w) * t.tile_w
+    tile.ox1 = min(tile.ox0 + t.tile_w, g.out_w)
+    return tile

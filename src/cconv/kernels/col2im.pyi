@@ -10,6 +10,7 @@ def col2im(
     filter_w: int,
     stride: int | tuple[int, int] = 1,
     pad: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
     *,
     out: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating]: ...

@@ -7,6 +7,7 @@ def im2col(
     filter_w: int,
     stride: int | tuple[int, int] = 1,
     pad: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
     *,
     out: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating]: ...
