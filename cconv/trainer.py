@@ -239,6 +239,15 @@ class Trainer:
     keep_checkpoints : int or None
         How many of the newest checkpoints to keep (default 2); ``None``
         keeps all.
+    loss_from_gradient_pass : bool
+        ``False`` (the default, as the book): after each update, the loss of
+        the batch is computed again with one more forward pass, and that loss
+        (after the step) is recorded. ``True``: the loss computed in the
+        gradient pass (before the step, as a PyTorch loop records it) is
+        recorded, read from ``network.last_layer.loss``, and a NaN or
+        infinite loss stops training before the update; a step then costs
+        one forward pass less. With dropout the two choices draw different
+        masks, so they follow different trajectories.
 
     Attributes
     ----------
@@ -294,8 +303,15 @@ class Trainer:
         resume=False,
         progress=True,
         keep_checkpoints=2,
+        loss_from_gradient_pass=False,
     ):
         self.network = network
+        if not isinstance(loss_from_gradient_pass, (bool, np.bool_)):
+            raise TypeError(
+                "loss_from_gradient_pass must be a bool, got "
+                f"{type(loss_from_gradient_pass).__name__} {loss_from_gradient_pass!r}"
+            )
+        self.loss_from_gradient_pass = bool(loss_from_gradient_pass)
         self.verbose = verbose
         self.x_train = x_train
         self.t_train = t_train
@@ -438,9 +454,10 @@ class Trainer:
 
         Draws the batch from the trainer's generator (from ``np.random``
         without a seed, as the book), computes the gradient,
-        updates the parameters, appends the loss to ``train_loss_list``, and
-        on the first step of an epoch measures the accuracies. Returns the
-        loss.
+        updates the parameters, appends the loss to ``train_loss_list`` (after
+        the update, or from the gradient pass: ``loss_from_gradient_pass``),
+        and on the first step of an epoch measures the accuracies. Returns
+        the loss.
 
         Raises
         ------
@@ -456,20 +473,38 @@ class Trainer:
         t_batch = self.t_train[batch_mask]
 
         grads = self.network.gradient(x_batch, t_batch)
-        self.optimizer.update(self.network.params, grads)
-
-        loss = self.network.loss(x_batch, t_batch)
-        self.train_loss_list.append(loss)
-        if not math.isfinite(float(loss)):
-            self._diverged(loss, iteration)
-        if self.verbose and (self._bar is None or not self._bar.enabled):
-            print("train loss:" + str(loss))
+        if self.loss_from_gradient_pass:
+            loss = self._gradient_pass_loss()
+            self._record_loss(loss, iteration)
+            self.optimizer.update(self.network.params, grads)
+        else:
+            self.optimizer.update(self.network.params, grads)
+            loss = self.network.loss(x_batch, t_batch)
+            self._record_loss(loss, iteration)
 
         if iteration == self._epoch_start(self._epoch_of(iteration)):
             self.current_epoch += 1
             self._evaluate()
         self.current_iter += 1
         return loss
+
+    def _gradient_pass_loss(self):
+        """The loss the last ``network.gradient`` computed (its loss layer's ``loss``)."""
+        loss = getattr(getattr(self.network, "last_layer", None), "loss", None)
+        if loss is None:
+            raise TypeError(
+                "loss_from_gradient_pass=True needs a network whose last_layer keeps the "
+                f"loss of its forward pass as .loss (as SoftmaxWithLoss), got {type(self.network).__name__}"
+            )
+        return loss
+
+    def _record_loss(self, loss, iteration):
+        """Append a step's loss; stop on NaN or inf; print it when there is no bar (as the book)."""
+        self.train_loss_list.append(loss)
+        if not math.isfinite(float(loss)):
+            self._diverged(loss, iteration)
+        if self.verbose and (self._bar is None or not self._bar.enabled):
+            print("train loss:" + str(loss))
 
     def _evaluate(self):
         start = time.perf_counter()

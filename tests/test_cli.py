@@ -392,8 +392,8 @@ def test_train_quiet_prints_nothing_and_uses_the_default_out(tiny_data, tmp_path
 def test_train_dtype(tiny_data, tmp_path, capsys, dtype):
     args = ["train", "--data-dir", tiny_data, "--out", tmp_path / "run", "--epochs", 1, "--seed", 5,
             "--eval-samples", 100, "--quiet"]
-    if dtype == "float32":
-        args += ["--dtype", "float32"]  # float64 is the default, as the book
+    if dtype == "float64":
+        args += ["--dtype", "float64"]  # float32 is the default, as PyTorch
     assert run_cli(capsys, *args) == (0, "", "")
     params = load_params(tmp_path / "run" / "params.npz")
     assert {params[k].dtype for k in ("W1", "b1", "W2", "b2", "W3", "b3")} == {np.dtype(dtype)}

@@ -616,3 +616,86 @@ def test_simple_convnet_learns_mnist_in_one_epoch(tmp_path):
     assert trainer.final_test_acc > 0.8, (trainer.final_test_acc, seconds)
     assert os.listdir(tmp_path) == ["epoch-0001.npz"]
     assert trainer.history[0]["images_per_sec"] > 0
+
+
+# --------------------------------------------------------------------------
+# The loss of the gradient pass (no second forward pass per step)
+# --------------------------------------------------------------------------
+
+
+def small_convnet():
+    import cconv
+
+    return cconv.SimpleConvNet(input_dim=(1, 10, 10), conv_param={"filter_num": 4, "filter_size": 3,
+                               "pad": 0, "stride": 1}, hidden_size=8, output_size=3, seed=3)
+
+
+def image_blobs(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 3, n)
+    x = rng.standard_normal((n, 1, 10, 10)) + t[:, None, None, None]
+    return x, t
+
+
+def test_loss_from_gradient_pass_records_each_step_loss_before_its_update(monkeypatch):
+    x, t = image_blobs()
+    net, replay = small_convnet(), small_convnet()
+    trainer = Trainer(net, x, t, x, t, epochs=1, mini_batch_size=10, optimizer="Adam",
+                      optimizer_param={"lr": 0.01}, verbose=False, seed=4,
+                      loss_from_gradient_pass=True)
+    forward_passes = []
+    real_loss = type(net).loss
+    monkeypatch.setattr(type(net), "loss", lambda self, *a, **k: forward_passes.append(1)
+                        or real_loss(self, *a, **k))
+    trainer.train()
+    # One forward pass per step (the gradient's) plus the accuracies' own.
+    assert len(forward_passes) == trainer.max_iter
+    # The same steps by hand: each recorded loss is the one before the update.
+    monkeypatch.undo()
+    from cconv.optim import Adam
+
+    optimizer, rng, expected = Adam(lr=0.01), np.random.default_rng(4), []
+    for _ in range(trainer.max_iter):
+        mask = rng.choice(x.shape[0], 10)
+        expected.append(float(replay.loss(x[mask], t[mask])))
+        optimizer.update(replay.params, replay.gradient(x[mask], t[mask]))
+    assert [float(v) for v in trainer.train_loss_list] == expected
+    for key in net.params:
+        np.testing.assert_array_equal(net.params[key], replay.params[key])
+
+
+def test_loss_from_gradient_pass_follows_the_books_trajectory_without_dropout():
+    x, t = image_blobs()
+    runs = []
+    for flag in (False, True):
+        net = small_convnet()
+        Trainer(net, x, t, x, t, epochs=2, mini_batch_size=10, optimizer="Adam", verbose=False,
+                seed=1, loss_from_gradient_pass=flag).train()
+        runs.append(net.params)
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+
+
+def test_loss_from_gradient_pass_stops_before_a_non_finite_update():
+    x, t = image_blobs()
+    net = small_convnet()
+    net.params["W3"][...] = np.inf
+    before = {k: v.copy() for k, v in net.params.items()}
+    trainer = Trainer(net, x, t, x, t, epochs=1, mini_batch_size=10, verbose=False, seed=0,
+                      loss_from_gradient_pass=True)
+    with pytest.raises(TrainingDiverged):
+        with np.errstate(all="ignore"):
+            trainer.train()
+    for key, value in before.items():  # nothing was updated with the bad gradient
+        np.testing.assert_array_equal(net.params[key], value)
+
+
+def test_loss_from_gradient_pass_must_be_a_bool_and_needs_a_loss_layer():
+    x, t = image_blobs(20)
+    with pytest.raises(TypeError, match="loss_from_gradient_pass"):
+        Trainer(small_convnet(), x, t, x, t, epochs=1, loss_from_gradient_pass="yes")
+    net = TinyNet(input_size=100)
+    trainer = Trainer(net, x.reshape(20, -1), t, x.reshape(20, -1), t, epochs=1, mini_batch_size=10,
+                      verbose=False, loss_from_gradient_pass=True)
+    with pytest.raises(TypeError, match="last_layer"):
+        trainer.train()
