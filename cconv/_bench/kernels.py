@@ -10,7 +10,9 @@ source checkout; both take the same options)::
     cconv bench --torch --json results.json
 
 ``--torch`` needs PyTorch (optional; ``pip install torch``).  The whole run with
-``--torch`` takes about two minutes on 2 cores and peaks at about 1.2 GB of
+``--torch`` takes about two minutes on 2 cores, plus four to five for the pauses
+before the samples (``--pause``, 0.2 s each) and their untimed re-warm calls,
+and peaks at about 1.2 GB of
 resident memory (the largest single array is the float64 col of the
 (32,64,56,56) 3x3 case, 462 MB, and the book's algorithm builds two of them).
 
@@ -25,7 +27,12 @@ Cases, each in float32 and float64:
 For every row the implementations are timed *interleaved* in one run: each
 repetition calls every implementation once, in turn (the starting point of the
 turn rotates from one repetition to the next), after one untimed warm-up
-repetition; the table reports medians.  The implementations are
+repetition; the table reports medians.  Before each timed call the script
+sleeps ``--pause`` seconds (default 0.2) and then calls the same implementation,
+untimed, for ``--rewarm-ms`` (default 20 ms, at least one call): OpenBLAS's
+worker threads spin about 0.1 s after a call and would slow down whichever
+implementation runs next, and a core that idled through the pause takes a few
+ms of work to wake up (one call of a 1 ms kernel is not enough).  The implementations are
 
 * ``cconv``     -- the public API call as a user makes it (allocates its result);
 * ``cc out=``   -- the same call writing into preallocated ``out=`` buffers;
@@ -90,7 +97,9 @@ from cconv._bench import numpy_reference as ref
 from cconv._bench.util import (
     OtherCpuMeter,
     RowStats,
+    add_pause_arg,
     add_retry_args,
+    check_pause_args,
     env_lines,
     fmt_busy,
     fmt_f,
@@ -472,7 +481,7 @@ def build_row(case: Case, op: str, dtype: str, cconv, torch, rng) -> Row:
     return row
 
 
-def measure_row(row: Row, repeat: int, torch) -> None:
+def measure_row(row: Row, repeat: int, torch, pause: float, rewarm_s: float) -> None:
     """Time the row's implementations (interleaved) and measure their peak memory."""
     for name in (CC, NP):
         peak = tracemalloc_peak(row.impls[name])
@@ -482,7 +491,7 @@ def measure_row(row: Row, repeat: int, torch) -> None:
         row.extra[TH] = None if peak is None else peak - row.out_bytes
     ctx = torch.inference_mode() if torch is not None else contextlib.nullcontext()
     with ctx, OtherCpuMeter() as meter:
-        row.raw = time_interleaved(row.impls, repeat)
+        row.raw = time_interleaved(row.impls, repeat, pause=pause, rewarm_s=rewarm_s)
     row.other_cpu = meter.value
     row.med = {k: statistics.median(v) for k, v in row.raw.items()}
 
@@ -502,7 +511,9 @@ def env_header(args, cconv, torch, threads: int) -> str:
     lines = ["cconv kernel benchmark", "=" * 22]
     lines += env_lines(cconv, torch, args.torch)
     lines.append(f"method       : {args.repeat} repetitions (+1 warm-up), implementations "
-                 f"interleaved, medians; threads={threads}; seed={args.seed}")
+                 f"interleaved, medians; before each sample a {args.pause:g} s pause, then "
+                 f"untimed calls for {args.rewarm_ms:g} ms (at least one); threads={threads}; "
+                 f"seed={args.seed}")
     return "\n".join(lines)
 
 
@@ -658,6 +669,7 @@ def parse_args(argv=None):
                     help="also time PyTorch (if installed) side by side")
     ap.add_argument("--ops", default="all",
                     help="comma-separated subset of: " + ",".join(ALL_OPS) + " (default all)")
+    add_pause_arg(ap)
     add_retry_args(ap, default_retries=2)
     ap.add_argument("--seed", type=int, default=0, help="random seed of the inputs")
     ap.add_argument("--json", metavar="PATH", help="also write all raw timings to PATH")
@@ -668,6 +680,7 @@ def parse_args(argv=None):
         ap.error("--repeat must be >= 1")
     if args.retries < 0 or args.retry_wait < 0:
         ap.error("--retries and --retry-wait must be >= 0")
+    check_pause_args(ap, args)
     if args.threads is not None and args.threads < 1:
         ap.error("--threads must be >= 1")
     if args.ops == "all":
@@ -704,7 +717,7 @@ def main(argv=None) -> int:
                       file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
                 row = build_row(case, op, dtype, cconv, torch, rng)
-                measure_row(row, args.repeat, torch)
+                measure_row(row, args.repeat, torch, args.pause, args.rewarm_ms / 1e3)
                 best = (row.other_cpu, row.raw, row.med, row.extra)
                 for _ in range(args.retries):
                     if not row.contended:
@@ -714,7 +727,7 @@ def main(argv=None) -> int:
                     print(f"  [busy {100 * row.other_cpu:.0f}%, retrying]", end="",
                           file=sys.stderr, flush=True)
                     time.sleep(args.retry_wait)
-                    measure_row(row, args.repeat, torch)
+                    measure_row(row, args.repeat, torch, args.pause, args.rewarm_ms / 1e3)
                     if row.other_cpu is not None and row.other_cpu < best[0]:
                         best = (row.other_cpu, row.raw, row.med, row.extra)
                 row.other_cpu, row.raw, row.med, row.extra = best
@@ -749,6 +762,8 @@ def main(argv=None) -> int:
             "numpy": np.__version__,
             "torch": None if torch is None else torch.__version__,
             "repeat": args.repeat,
+            "pause_s": args.pause,
+            "rewarm_ms": args.rewarm_ms,
             "rows": [{
                 "op": r.op, "case": r.case.label, "group": r.case.group,
                 "case_index": r.case.index, "dtype": r.dtype, "nbytes": r.nbytes,

@@ -1,6 +1,8 @@
 """Helpers shared by the benchmark scripts beside this file (not part of cconv).
 
-* :func:`time_interleaved` -- interleaved timing of several implementations;
+* :func:`time_interleaved` -- interleaved timing of several implementations
+  (a pause and untimed re-warm calls before each sample; ``--pause`` and
+  ``--rewarm-ms``: :func:`add_pause_arg`);
 * :class:`OtherCpuMeter`, :data:`CONTENTION_WARN`, :func:`least_contended` --
   detection of a busy machine (other processes using the CPUs) and re-timing;
 * :func:`env_lines` -- the environment part of a benchmark's header (versions,
@@ -23,8 +25,12 @@ import numpy as np
 
 __all__ = [
     "CONTENTION_WARN",
+    "DEFAULT_PAUSE",
+    "DEFAULT_REWARM",
     "OtherCpuMeter",
     "RowStats",
+    "add_pause_arg",
+    "check_pause_args",
     "add_retry_args",
     "contention_summary",
     "results_text",
@@ -49,15 +55,55 @@ CONTENTION_WARN = 0.05  # flag rows during which other processes used > 5% of th
 # --------------------------------------------------------------------------------------
 
 
-def time_interleaved(impls: dict, repeat: int, warmup: int = 1) -> dict:
+#: Default pause before each timed sample (seconds): OpenBLAS's worker threads spin
+#: for about 0.1 s after a call and slow down whatever runs next on a 2-core machine.
+DEFAULT_PAUSE = 0.2
+#: Default least duration of the untimed re-warm calls after that pause (seconds): on this
+#: VM a core that idled through the pause needs ~10 ms of work before calls run at full
+#: speed again (im2col of (100,1,28,28) 5x5: 0.75 ms warm, 4-8 ms for the first call
+#: after the pause, ~4 ms for the second; 10-20 ms of calls bring it back to 0.75 ms).
+DEFAULT_REWARM = 0.02
+
+
+def time_interleaved(impls: dict, repeat: int, warmup: int = 1, pause: float = DEFAULT_PAUSE,
+                     rewarm=True, number: int = 1, rewarm_s: float = DEFAULT_REWARM) -> dict:
     """Time each callable ``repeat`` times, interleaved; return {name: [seconds]}.
 
-    Every repetition calls each implementation once, in turn; the first
-    implementation of the turn rotates so that no implementation always runs
-    right after the same other one.  Results are dropped before the next call
-    (their deallocation is not timed).  The garbage collector is off meanwhile.
+    Every repetition takes one sample of each implementation, in turn; the
+    first implementation of the turn rotates so that no implementation always
+    runs right after the same other one.  ``warmup`` untimed repetitions (one
+    call of each implementation, rotated likewise, no pause) come first.
+
+    Each timed sample is taken thus:
+
+    1. sleep ``pause`` seconds (0: none), so that the thread pools left
+       spinning by the previous implementation (OpenBLAS spins about 0.1 s
+       after a call, OpenMP runtimes a little) have gone idle and take no core
+       from this one;
+    2. unless ``rewarm`` is False, untimed calls -- of the same
+       implementation, or of ``rewarm[name]`` when ``rewarm`` is a dict of
+       callables (e.g. one iteration of a run that ``impls[name]`` repeats) --
+       at least one, and more until ``rewarm_s`` seconds have passed, because
+       a core that idled through the pause takes a few ms to wake up (one
+       call of a 1 ms kernel is not enough: see :data:`DEFAULT_REWARM`);
+    3. ``number`` consecutive calls, timed together; the sample is their mean
+       (seconds per call).  The result of each call is dropped before the
+       next call; with ``number`` > 1 the freeing of all results but the
+       last falls inside the timed span, as in a loop that makes them.
+
+    The last result of a sample is dropped after the clock stops (its
+    deallocation is not timed).  The garbage collector is off meanwhile.
     """
+    if repeat < 1 or warmup < 0 or number < 1 or pause < 0 or rewarm_s < 0:
+        raise ValueError("time_interleaved: need repeat >= 1, warmup >= 0, number >= 1, "
+                         "pause >= 0 and rewarm_s >= 0")
     names = list(impls)
+    if isinstance(rewarm, dict):
+        rewarm_fns = {n: rewarm.get(n, impls[n]) for n in names}
+    elif rewarm:
+        rewarm_fns = dict(impls)
+    else:
+        rewarm_fns = {}
     times = {n: [] for n in names}
     gc.collect()
     gc_was_enabled = gc.isenabled()
@@ -67,24 +113,59 @@ def time_interleaved(impls: dict, repeat: int, warmup: int = 1) -> dict:
             k = r % len(names)
             for name in names[k:] + names[:k]:
                 fn = impls[name]
+                if r < warmup:
+                    res = fn()
+                    del res
+                    continue
+                if pause > 0:
+                    time.sleep(pause)
+                if name in rewarm_fns:
+                    warm = rewarm_fns[name]
+                    t_end = time.perf_counter() + rewarm_s
+                    while True:
+                        res = warm()
+                        del res
+                        if time.perf_counter() >= t_end:
+                            break
+                res = None
                 t0 = time.perf_counter()
-                res = fn()
+                for _ in range(number):
+                    res = None
+                    res = fn()
                 t1 = time.perf_counter()
                 del res
-                if r >= warmup:
-                    times[name].append(t1 - t0)
+                times[name].append((t1 - t0) / number)
     finally:
         if gc_was_enabled:
             gc.enable()
     return times
 
 
+def add_pause_arg(ap) -> None:
+    """The ``--pause`` and ``--rewarm-ms`` options of :func:`time_interleaved`."""
+    ap.add_argument("--pause", type=float, default=DEFAULT_PAUSE, metavar="SECONDS",
+                    help="sleep before each timed sample, so that thread pools left spinning "
+                         "by the previous implementation (OpenBLAS: ~0.1 s) do not slow it "
+                         f"down (default {DEFAULT_PAUSE}; 0 disables the pause)")
+    ap.add_argument("--rewarm-ms", type=float, default=DEFAULT_REWARM * 1e3, metavar="MS",
+                    help="after the pause, untimed calls of the same implementation (at least "
+                         "one) for this long, to wake the cores up again "
+                         f"(default {DEFAULT_REWARM * 1e3:g})")
+
+
+def check_pause_args(ap, args) -> None:
+    """``ap.error`` on a negative ``--pause`` or ``--rewarm-ms``."""
+    if args.pause < 0 or args.rewarm_ms < 0:
+        ap.error("--pause and --rewarm-ms must be >= 0")
+
+
 class OtherCpuMeter:
     """Share of the machine's CPU time used by *other* processes (Linux /proc/stat).
 
     Busy time of all CPUs (from /proc/stat) minus this process's own CPU time
-    (all its threads, ``os.times``), divided by wall time x usable CPUs.  A
-    benchmark that competes with other work for 2 cores is not trustworthy; rows
+    (all its threads and its finished child processes, ``os.times``), divided
+    by wall time x usable CPUs.  A benchmark that competes with other work
+    for 2 cores is not trustworthy; rows
     measured while others used more than a few percent are flagged.  ``value``
     is None where /proc/stat is unavailable.
     """
@@ -100,10 +181,16 @@ class OtherCpuMeter:
         busy = sum(vals) - vals[3] - vals[4]  # minus idle and iowait
         return busy / os.sysconf("SC_CLK_TCK")
 
+    @staticmethod
+    def _own(t) -> float:
+        # This process's threads and its finished (waited-for) child processes, such as
+        # a benchmark's measuring children: not "other" processes.
+        return t.user + t.system + t.children_user + t.children_system
+
     def __enter__(self):
         try:
             t = os.times()
-            self._t0 = (time.perf_counter(), self._busy_seconds(), t.user + t.system)
+            self._t0 = (time.perf_counter(), self._busy_seconds(), self._own(t))
         except (OSError, ValueError, AttributeError):
             self._t0 = None
         return self
@@ -115,7 +202,7 @@ class OtherCpuMeter:
             t = os.times()
             wall = time.perf_counter() - self._t0[0]
             busy = self._busy_seconds() - self._t0[1]
-            own = t.user + t.system - self._t0[2]
+            own = self._own(t) - self._t0[2]
             self.value = max(busy - own, 0.0) / (wall * usable_cpus())
         except (OSError, ValueError, ZeroDivisionError):
             self.value = None
