@@ -1,0 +1,1 @@
+"""The book's ``dataset`` package, made of cconv (see :mod:`cconv.book`): ``dataset.mnist``."""
