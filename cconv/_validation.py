@@ -21,6 +21,7 @@ __all__ = [
     "as_positive_int",
     "check_out",
     "check_pool_padding",
+    "check_size",
     "conv_output_size",
     "input_shape_tuple",
 ]
@@ -107,7 +108,7 @@ def as_float_array(x, name, ndim):
         )
     if arr.dtype != target or not arr.flags.aligned:
         # A copy (a zero-stride view may claim any shape): check its size first.
-        _check_size(arr.shape, name, np.dtype(target).itemsize)
+        check_size(arr.shape, name, np.dtype(target).itemsize)
     if arr.dtype != target:  # also brings a non-native byte order to native
         arr = arr.astype(target)
     elif not arr.flags.aligned:  # the kernels load whole floats: C needs them aligned
@@ -128,11 +129,11 @@ def input_shape_tuple(input_shape, name="input_shape"):
     values = tuple(_int_value(v, name) for v in values)
     if min(values) < 0:
         raise ValueError(f"{name} entries must be >= 0, got {values!r}")
-    _check_size(values, name)
+    check_size(values, name)
     return values
 
 
-def _check_size(shape, name, itemsize=8):
+def check_size(shape, name, itemsize=8):
     """Refuse shapes of more than MAX_ARRAY_BYTES bytes in elements of ``itemsize`` bytes.
 
     Such an array cannot exist (a zero-stride view can claim the shape): its
@@ -189,7 +190,7 @@ def check_out(out, shape, dtype, inputs, name="out"):
     ``out`` must be a writeable, aligned, C-contiguous ndarray of exactly
     ``shape`` and ``dtype`` that shares no memory with any array in ``inputs``.
     """
-    _check_size(shape, "the result shape", np.dtype(dtype).itemsize)
+    check_size(shape, "the result shape", np.dtype(dtype).itemsize)
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):

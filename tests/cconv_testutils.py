@@ -54,6 +54,32 @@ def assert_close(actual, expected, terms=1):
     np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * terms)
 
 
+#: Relative tolerances per output dtype for sums of products (the convolution),
+#: of an element and of the largest sum of absolute terms (see :func:`assert_sum_close`).
+SUM_RTOL = {
+    np.dtype(np.float32): 1e-4,
+    np.dtype(np.float64): 1e-10,
+}
+
+
+def assert_sum_close(actual, expected, bound, err_msg=""):
+    """Compare sums whose terms' absolute values sum to ``bound`` (same shape).
+
+    Where ``bound`` is finite: within ``rtol`` of ``expected`` plus ``rtol``
+    times the largest finite bound (``rtol`` from ``SUM_RTOL`` for
+    ``actual.dtype``), so that sums that cancel are not held to a relative
+    error they cannot have. Where it is not (a term is inf or NaN, so
+    ``expected`` is too): equal, NaN where NaN.
+    """
+    rtol = SUM_RTOL[actual.dtype]
+    actual, expected, bound = (np.asarray(a) for a in (actual, expected, bound))
+    assert actual.shape == expected.shape == bound.shape, (actual.shape, expected.shape, bound.shape)
+    finite = np.isfinite(bound)
+    atol = rtol * float(np.max(bound[finite], initial=0.0))
+    np.testing.assert_allclose(actual[finite], expected[finite], rtol=rtol, atol=atol, err_msg=err_msg)
+    np.testing.assert_array_equal(actual[~finite], expected[~finite].astype(actual.dtype), err_msg=err_msg)
+
+
 def random_array(rng, shape, dtype=np.float64):
     """Random values that are exact in ``dtype`` (small integers for int/uint/bool)."""
     dtype = np.dtype(dtype)
@@ -147,9 +173,12 @@ def with_layout(a, layout):
 
 @dataclasses.dataclass(frozen=True)
 class Geometry:
-    """One im2col / pooling problem: input shape, window, stride and pad.
+    """One im2col / pooling / convolution problem: input shape, window, stride, pad, dilation.
 
-    ``stride`` and ``pad`` keep the form the kernel receives (int or pair).
+    ``stride``, ``pad`` and ``dilation`` keep the form the kernel receives
+    (int or pair). ``dilation`` is for im2col, col2im and the convolution;
+    it goes into :attr:`kwargs` only when it is not 1, so pooling geometries
+    (always dilation 1) still call the pooling kernels as before.
     """
 
     shape: tuple
@@ -157,15 +186,21 @@ class Geometry:
     filter_w: int
     stride: object = 1
     pad: object = 0
+    dilation: object = 1
 
     @property
     def out_hw(self):
         (sh, sw), (ph, pw) = ref.as_pair(self.stride), ref.as_pair(self.pad)
+        dh, dw = ref.as_pair(self.dilation)
         _, _, h, w = self.shape
         return (
-            ref.output_size(h, self.filter_h, sh, ph),
-            ref.output_size(w, self.filter_w, sw, pw),
+            ref.output_size(h, self.filter_h, sh, ph, dh),
+            ref.output_size(w, self.filter_w, sw, pw, dw),
         )
+
+    @property
+    def dilated(self):
+        return ref.as_pair(self.dilation) != (1, 1)
 
     @property
     def out_shape(self):
@@ -180,9 +215,15 @@ class Geometry:
 
     @property
     def overlap(self):
-        """Upper bound on how many windows cover one input pixel (summands in col2im)."""
-        sh, sw = ref.as_pair(self.stride)
-        return math.ceil(self.filter_h / sh) * math.ceil(self.filter_w / sw)
+        """Upper bound on how many windows cover one input pixel (summands in col2im).
+
+        Along each axis at most one tap of a window covers a pixel, and the
+        windows covering it start within one dilated span: ``min(filter,
+        ceil(span / stride))`` (``ceil(filter / stride)`` without dilation).
+        """
+        (sh, sw), (dh, dw) = ref.as_pair(self.stride), ref.as_pair(self.dilation)
+        span_h, span_w = dh * (self.filter_h - 1) + 1, dw * (self.filter_w - 1) + 1
+        return min(self.filter_h, math.ceil(span_h / sh)) * min(self.filter_w, math.ceil(span_w / sw))
 
     @property
     def args(self):
@@ -191,11 +232,16 @@ class Geometry:
 
     @property
     def kwargs(self):
-        return {"stride": self.stride, "pad": self.pad}
+        """``stride`` and ``pad``, and ``dilation`` when it is not 1."""
+        kwargs = {"stride": self.stride, "pad": self.pad}
+        if self.dilated:
+            kwargs["dilation"] = self.dilation
+        return kwargs
 
     def __str__(self):
         n, c, h, w = self.shape
-        return f"{n}x{c}x{h}x{w}-k{self.filter_h}x{self.filter_w}-s{self.stride}-p{self.pad}"
+        text = f"{n}x{c}x{h}x{w}-k{self.filter_h}x{self.filter_w}-s{self.stride}-p{self.pad}"
+        return text + (f"-d{self.dilation}" if self.dilated else "")
 
 
 #: Fixed im2col / col2im problems, the book's first.
@@ -208,6 +254,18 @@ CONV_GEOMETRIES = (
     Geometry((3, 1, 4, 4), 4, 4, 4, 0),
     Geometry((2, 3, 8, 8), 1, 1, 2, 0),
     Geometry((1, 2, 3, 3), 3, 3, 1, 3),  # pad wider than the image
+)
+
+#: Fixed im2col / col2im / conv2d problems with dilated filters.
+DILATED_GEOMETRIES = (
+    Geometry((1, 1, 4, 4), 2, 2, 1, 0, 2),  # im2col's docstring example
+    Geometry((2, 3, 7, 7), 3, 3, 1, 0, 2),  # a 5x5 span
+    Geometry((2, 3, 6, 5), 3, 3, 1, 2, 2),  # "same" padding for dilation 2
+    Geometry((2, 2, 9, 8), 3, 2, (2, 1), (1, 0), (2, 3)),
+    Geometry((1, 4, 5, 7), 2, 4, (1, 3), (2, 1), (3, 1)),
+    Geometry((3, 1, 9, 9), 3, 3, 3, 0, 4),  # the span is the whole image
+    Geometry((2, 2, 4, 4), 2, 2, 1, 3, 5),  # taps far into the padding
+    Geometry((1, 2, 3, 3), 3, 3, 2, 3, (1, 2)),  # pad wider than the image
 )
 
 #: Fixed pooling problems (pad <= pool // 2).
@@ -229,19 +287,28 @@ def _int_or_pair(draw, h, w):
 
 
 @st.composite
-def geometries(draw, pooling=False, max_batch=3, max_hw=7, max_filter=4, max_stride=3, max_pad=2):
+def geometries(draw, pooling=False, max_batch=3, max_hw=7, max_filter=4, max_stride=3, max_pad=2,
+               max_dilation=1, min_batch=1):
     """Random small :class:`Geometry` with an output of at least 1x1.
 
-    With ``pooling`` the pad obeys ``pad <= pool // 2``.
+    With ``pooling`` the pad obeys ``pad <= pool // 2``. With ``max_dilation``
+    above 1 the filter taps are spaced 1 to ``max_dilation`` apart (the
+    image then grows to fit the dilated span). ``min_batch`` 0 allows empty
+    batches and channel-free images.
     """
     fh, fw = draw(st.integers(1, max_filter)), draw(st.integers(1, max_filter))
     ph = draw(st.integers(0, min(max_pad, fh // 2) if pooling else max_pad))
     pw = draw(st.integers(0, min(max_pad, fw // 2) if pooling else max_pad))
-    h = draw(st.integers(max(1, fh - 2 * ph), max(max_hw, fh)))
-    w = draw(st.integers(max(1, fw - 2 * pw), max(max_hw, fw)))
-    shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_batch)), h, w)
+    dh, dw = (1, 1) if max_dilation == 1 else (draw(st.integers(1, max_dilation)), draw(st.integers(1, max_dilation)))
+    span_h, span_w = dh * (fh - 1) + 1, dw * (fw - 1) + 1
+    h = draw(st.integers(max(1, span_h - 2 * ph), max(max_hw, span_h)))
+    w = draw(st.integers(max(1, span_w - 2 * pw), max(max_hw, span_w)))
+    shape = (draw(st.integers(min_batch, max_batch)), draw(st.integers(min_batch, max_batch)), h, w)
     stride = _int_or_pair(draw, draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride)))
-    return Geometry(shape, fh, fw, stride, _int_or_pair(draw, ph, pw))
+    geom = Geometry(shape, fh, fw, stride, _int_or_pair(draw, ph, pw))
+    if max_dilation == 1:
+        return geom
+    return dataclasses.replace(geom, dilation=_int_or_pair(draw, dh, dw))
 
 
 #: Settings for the property tests: no deadline (first calls compile caches),
@@ -286,6 +353,8 @@ class KernelCall:
         return self.name
 
 
+#: The kernels that take a filter or pooling window by its size (the generic
+#: argument tests of test_validation.py run over these).
 KERNEL_NAMES = (
     "im2col",
     "col2im",
@@ -295,18 +364,34 @@ KERNEL_NAMES = (
     "avg_pool2d_backward",
 )
 
+#: The convolution kernels: their filter is the array W, not sizes.
+CONV_KERNEL_NAMES = ("conv2d", "conv2d_backward")
+
+#: Number of filters of the convolution calls of :func:`kernel_call`.
+CONV_FILTERS = 4
+
 
 def kernel_call(name, rng, dtype=np.float64, shape=(2, 3, 6, 6)):
     """The :class:`KernelCall` of kernel ``name`` on random data of ``dtype``.
 
-    Convolution kernels use a 3x3 filter with stride 1 and pad 1; pooling
-    kernels a 3x3 window with stride 2 and pad 1.
+    im2col, col2im and the convolution use a 3x3 filter with stride 1 and pad
+    1 (conv2d: ``CONV_FILTERS`` filters and biases; conv2d_backward returns
+    dx, dW and db and takes no ``out=``); pooling kernels a 3x3 window with
+    stride 2 and pad 1.
     """
     conv = Geometry(shape, 3, 3, 1, 1)
     pool = Geometry(shape, 3, 3, 2, 1)
     conv_window = {"filter_h": 3, "filter_w": 3, **conv.kwargs}
     pool_window = {"pool_h": 3, "pool_w": 3, **pool.kwargs}
     x = random_array(rng, shape, dtype)
+    if name in CONV_KERNEL_NAMES:
+        W = random_array(rng, (CONV_FILTERS, shape[1], 3, 3), dtype)
+        if name == "conv2d":
+            b = random_array(rng, (CONV_FILTERS,), dtype)
+            return KernelCall(name, {"x": x, "W": W, "b": b, **conv.kwargs}, "x")
+        dout = random_array(rng, (shape[0], CONV_FILTERS) + conv.out_hw, dtype)
+        kwargs = {"dout": dout, "x": x, "W": W, **conv.kwargs}
+        return KernelCall(name, kwargs, "dout", out_names=())
     dout = random_array(rng, pool.out_shape, dtype)
     if name == "im2col":
         return KernelCall(name, {"input_data": x, **conv_window}, "input_data")

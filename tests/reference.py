@@ -3,24 +3,30 @@
 Two independent families, so that a test failure can be pinned on the kernel
 and not on the reference (``test_pooling.py`` checks that they agree):
 
-* the book's vectorised algorithms (``im2col``, ``col2im``, and pooling built on
-  the same padded windows), generalised to rectangular ``stride``/``pad``
-  pairs and to any dtype the caller passes;
+* the book's vectorised algorithms (``im2col``, ``col2im``, pooling built on
+  the same padded windows, and the convolution ``conv2d`` /
+  ``conv2d_backward`` of the book's ``Convolution`` layer built on them),
+  generalised to rectangular ``stride``/``pad`` pairs, to ``dilation`` (the
+  convolution kernels only) and to any dtype the caller passes;
 * ``*_loops`` brute-force versions with one explicit Python loop per index, for
   tiny cases only.
 
 Layouts (as in the API contract):
 
 * ``col`` has shape ``(N*out_h*out_w, C*filter_h*filter_w)``, rows ordered
-  ``(n, oy, ox)`` and columns ``(c, ky, kx)``;
+  ``(n, oy, ox)`` and columns ``(c, ky, kx)``; tap ``(ky, kx)`` of the window
+  at ``(oy, ox)`` reads pixel ``(oy*stride_h - pad_h + ky*dilation_h,
+  ox*stride_w - pad_w + kx*dilation_w)`` (zero outside the image);
+* ``conv2d`` is a cross-correlation (``torch.nn.functional.conv2d``): ``W`` is
+  ``(FN, C, FH, FW)``, the result ``(N, FN, out_h, out_w)``;
 * ``argmax`` holds the row-major position ``ky*pool_w + kx`` inside the window;
 * max pooling pads with ``-inf`` and never selects a padding position; NaN
   propagates and its argmax is the first NaN; ties go to the first position;
 * average pooling pads with zeros and divides by ``pool_h*pool_w``
   (``count_include_pad=True``) or by the number of real elements.
 
-The pooling references compute in float64: callers compare with the kernels
-using the tolerance of the kernel's output dtype.
+The pooling and convolution references compute in float64: callers compare
+with the kernels using the tolerance of the kernel's output dtype.
 """
 
 import itertools
@@ -38,8 +44,11 @@ __all__ = [
     "avg_pool2d",
     "avg_pool2d_backward",
     "avg_pool2d_divisor",
+    "conv2d",
+    "conv2d_backward",
     "im2col_loops",
     "col2im_loops",
+    "conv2d_loops",
     "max_pool2d_loops",
     "max_pool2d_backward_loops",
     "avg_pool2d_loops",
@@ -55,16 +64,19 @@ def as_pair(value):
     return int(h), int(w)
 
 
-def output_size(size, filter_size, stride, pad):
-    """Output length along one axis: ``(size + 2*pad - filter) // stride + 1``."""
-    return (size + 2 * pad - filter_size) // stride + 1
+def output_size(size, filter_size, stride, pad, dilation=1):
+    """Output length along one axis: ``(size + 2*pad - dilation*(filter - 1) - 1) // stride + 1``.
+
+    With ``dilation`` 1, the book's ``(size + 2*pad - filter) // stride + 1``.
+    """
+    return (size + 2 * pad - dilation * (filter_size - 1) - 1) // stride + 1
 
 
-def _geometry(input_shape, filter_h, filter_w, stride, pad):
+def _geometry(input_shape, filter_h, filter_w, stride, pad, dilation=1):
     """Return ``(N, C, H, W), (stride_h, stride_w), (pad_h, pad_w), (out_h, out_w)``."""
     n, c, h, w = (int(s) for s in input_shape)
-    (sh, sw), (ph, pw) = as_pair(stride), as_pair(pad)
-    out_hw = (output_size(h, filter_h, sh, ph), output_size(w, filter_w, sw, pw))
+    (sh, sw), (ph, pw), (dh, dw) = as_pair(stride), as_pair(pad), as_pair(dilation)
+    out_hw = (output_size(h, filter_h, sh, ph, dh), output_size(w, filter_w, sw, pw, dw))
     return (n, c, h, w), (sh, sw), (ph, pw), out_hw
 
 
@@ -73,48 +85,102 @@ def _geometry(input_shape, filter_h, filter_w, stride, pad):
 # --------------------------------------------------------------------------
 
 
-def _windows(x, filter_h, filter_w, stride, pad, pad_value):
+def _windows(x, filter_h, filter_w, stride, pad, pad_value, dilation=1):
     """Padded windows of ``x`` as a 6-D array ``(N, C, filter_h, filter_w, out_h, out_w)``.
 
     This is the body of the book's ``im2col``: ``np.pad`` then one strided
-    slice per kernel offset.
+    slice per kernel offset (offset ``ky*dilation_h``, ``kx*dilation_w``).
     """
     x = np.asarray(x)
-    _, (sh, sw), (ph, pw), (oh, ow) = _geometry(x.shape, filter_h, filter_w, stride, pad)
+    _, (sh, sw), (ph, pw), (oh, ow) = _geometry(x.shape, filter_h, filter_w, stride, pad, dilation)
+    dh, dw = as_pair(dilation)
     img = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], constant_values=pad_value)
     col = np.empty(x.shape[:2] + (filter_h, filter_w, oh, ow), dtype=img.dtype)
     for ky in range(filter_h):
         for kx in range(filter_w):
-            col[:, :, ky, kx] = img[:, :, ky : ky + sh * oh : sh, kx : kx + sw * ow : sw]
+            y0, x0 = ky * dh, kx * dw
+            col[:, :, ky, kx] = img[:, :, y0 : y0 + sh * oh : sh, x0 : x0 + sw * ow : sw]
     return col
 
 
-def im2col(x, filter_h, filter_w, stride=1, pad=0, pad_value=0):
+def im2col(x, filter_h, filter_w, stride=1, pad=0, pad_value=0, *, dilation=1):
     """The book's ``im2col``: ``(N, C, H, W)`` -> ``(N*out_h*out_w, C*filter_h*filter_w)``.
 
-    Keeps the dtype of ``x`` (the book always returns float64).
+    Keeps the dtype of ``x`` (the book always returns float64). ``dilation``
+    (keyword only: the sixth positional argument is ``pad_value``) spaces the
+    filter taps as ``cconv.im2col``'s does.
     """
     n, c = np.shape(x)[:2]
-    col = _windows(x, filter_h, filter_w, stride, pad, pad_value)
+    col = _windows(x, filter_h, filter_w, stride, pad, pad_value, dilation)
     oh, ow = col.shape[4:]
     return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * filter_h * filter_w)
 
 
-def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0, dilation=1):
     """The book's ``col2im``: the adjoint of ``im2col`` (overlapping windows sum).
 
     Keeps the dtype of ``col``.
     """
     col = np.asarray(col)
     (n, c, h, w), (sh, sw), (ph, pw), (oh, ow) = _geometry(
-        input_shape, filter_h, filter_w, stride, pad
+        input_shape, filter_h, filter_w, stride, pad, dilation
     )
+    dh, dw = as_pair(dilation)
     col = col.reshape(n, oh, ow, c, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
-    img = np.zeros((n, c, h + 2 * ph + sh - 1, w + 2 * pw + sw - 1), dtype=col.dtype)
+    # The book allocates stride - 1 more rows and columns; they are not needed
+    # (the last tap read is at most h + 2*ph - 1, so each slice still has out_h
+    # entries) and would make a huge stride allocate a huge image.
+    img = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
     for ky in range(filter_h):
         for kx in range(filter_w):
-            img[:, :, ky : ky + sh * oh : sh, kx : kx + sw * ow : sw] += col[:, :, ky, kx]
+            y0, x0 = ky * dh, kx * dw
+            img[:, :, y0 : y0 + sh * oh : sh, x0 : x0 + sw * ow : sw] += col[:, :, ky, kx]
     return np.ascontiguousarray(img[:, :, ph : h + ph, pw : w + pw])
+
+
+# --------------------------------------------------------------------------
+# Convolution: the book's Convolution layer on the im2col above
+# --------------------------------------------------------------------------
+
+
+def _conv_shapes(x_shape, w_shape, stride, pad, dilation):
+    """``(N, C, H, W), (FN, FH, FW), (out_h, out_w)``; W's channels must be x's."""
+    FN, C, FH, FW = (int(s) for s in w_shape)
+    if int(x_shape[1]) != C:
+        raise ValueError(f"W has {C} channels, x has {x_shape[1]}")
+    image, _, _, out_hw = _geometry(x_shape, FH, FW, stride, pad, dilation)
+    return image, (FN, FH, FW), out_hw
+
+
+def conv2d(x, W, b=None, stride=1, pad=0, dilation=1):
+    """The book's ``Convolution.forward`` (im2col, then a matrix product), in float64.
+
+    ``out[n, f, oy, ox] = b[f] + sum over c, ky, kx of W[f, c, ky, kx] *
+    x[n, c, oy*stride_h - pad_h + ky*dilation_h, ox*stride_w - pad_w + kx*dilation_w]``.
+    Returns ``(N, FN, out_h, out_w)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    (n, _, _, _), (FN, FH, FW), (oh, ow) = _conv_shapes(x.shape, W.shape, stride, pad, dilation)
+    col = im2col(x, FH, FW, stride, pad, dilation=dilation)
+    out = col @ W.reshape(FN, col.shape[1]).T
+    if b is not None:
+        out = out + np.asarray(b, dtype=np.float64)
+    return np.ascontiguousarray(out.reshape(n, oh, ow, FN).transpose(0, 3, 1, 2))
+
+
+def conv2d_backward(dout, x, W, stride=1, pad=0, dilation=1):
+    """The book's ``Convolution.backward``: ``(dx, dW, db)`` in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    _, (FN, FH, FW), _ = _conv_shapes(x.shape, W.shape, stride, pad, dilation)
+    col = im2col(x, FH, FW, stride, pad, dilation=dilation)
+    dout = np.asarray(dout, dtype=np.float64).transpose(0, 2, 3, 1).reshape(col.shape[0], FN)
+    db = dout.sum(axis=0)
+    dW = (col.T @ dout).T.reshape(W.shape)
+    dcol = dout @ W.reshape(FN, col.shape[1])
+    dx = col2im(dcol, x.shape, FH, FW, stride, pad, dilation)
+    return dx, np.ascontiguousarray(dW), db
 
 
 # --------------------------------------------------------------------------
@@ -198,47 +264,64 @@ def avg_pool2d_backward(dout, input_shape, pool_h, pool_w, stride=1, pad=0, coun
 # --------------------------------------------------------------------------
 
 
-def _window_positions(input_shape, filter_h, filter_w, stride, pad):
+def _window_positions(input_shape, filter_h, filter_w, stride, pad, dilation=1):
     """Yield ``(n, c, oy, ox, ky, kx, iy, ix, inside)`` for every window element."""
     (n, c, h, w), (sh, sw), (ph, pw), (oh, ow) = _geometry(
-        input_shape, filter_h, filter_w, stride, pad
+        input_shape, filter_h, filter_w, stride, pad, dilation
     )
+    dh, dw = as_pair(dilation)
     for b, ch, oy, ox, ky, kx in itertools.product(
         range(n), range(c), range(oh), range(ow), range(filter_h), range(filter_w)
     ):
-        iy, ix = oy * sh - ph + ky, ox * sw - pw + kx
+        iy, ix = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
         yield b, ch, oy, ox, ky, kx, iy, ix, (0 <= iy < h and 0 <= ix < w)
 
 
-def _pooled_shape(input_shape, pool_h, pool_w, stride, pad):
-    (n, c, _, _), _, _, (oh, ow) = _geometry(input_shape, pool_h, pool_w, stride, pad)
+def _pooled_shape(input_shape, pool_h, pool_w, stride, pad, dilation=1):
+    (n, c, _, _), _, _, (oh, ow) = _geometry(input_shape, pool_h, pool_w, stride, pad, dilation)
     return n, c, oh, ow
 
 
-def im2col_loops(x, filter_h, filter_w, stride=1, pad=0):
+def im2col_loops(x, filter_h, filter_w, stride=1, pad=0, dilation=1):
     """``im2col`` by explicit loops, in float64."""
     x = np.asarray(x, dtype=np.float64)
-    n, c, oh, ow = _pooled_shape(x.shape, filter_h, filter_w, stride, pad)
+    n, c, oh, ow = _pooled_shape(x.shape, filter_h, filter_w, stride, pad, dilation)
     col = np.zeros((n, oh, ow, c, filter_h, filter_w))
     for b, ch, oy, ox, ky, kx, iy, ix, inside in _window_positions(
-        x.shape, filter_h, filter_w, stride, pad
+        x.shape, filter_h, filter_w, stride, pad, dilation
     ):
         if inside:
             col[b, oy, ox, ch, ky, kx] = x[b, ch, iy, ix]
     return col.reshape(n * oh * ow, c * filter_h * filter_w)
 
 
-def col2im_loops(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+def col2im_loops(col, input_shape, filter_h, filter_w, stride=1, pad=0, dilation=1):
     """``col2im`` by explicit loops (scatter-add), in float64."""
-    n, c, oh, ow = _pooled_shape(input_shape, filter_h, filter_w, stride, pad)
+    n, c, oh, ow = _pooled_shape(input_shape, filter_h, filter_w, stride, pad, dilation)
     col = np.asarray(col, dtype=np.float64).reshape(n, oh, ow, c, filter_h, filter_w)
     img = np.zeros(tuple(input_shape))
     for b, ch, oy, ox, ky, kx, iy, ix, inside in _window_positions(
-        input_shape, filter_h, filter_w, stride, pad
+        input_shape, filter_h, filter_w, stride, pad, dilation
     ):
         if inside:
             img[b, ch, iy, ix] += col[b, oy, ox, ch, ky, kx]
     return img
+
+
+def conv2d_loops(x, W, b=None, stride=1, pad=0, dilation=1):
+    """``conv2d`` by explicit loops (one multiply-add per window element), in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    (n, _, _, _), (FN, FH, FW), (oh, ow) = _conv_shapes(x.shape, W.shape, stride, pad, dilation)
+    out = np.zeros((n, FN, oh, ow))
+    if b is not None:
+        out += np.asarray(b, dtype=np.float64).reshape(FN, 1, 1)
+    for bn, ch, oy, ox, ky, kx, iy, ix, inside in _window_positions(
+        x.shape, FH, FW, stride, pad, dilation
+    ):
+        if inside:
+            out[bn, :, oy, ox] += W[:, ch, ky, kx] * x[bn, ch, iy, ix]
+    return out
 
 
 def max_pool2d_loops(x, pool_h, pool_w, stride=1, pad=0):

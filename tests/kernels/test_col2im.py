@@ -1,4 +1,5 @@
-"""cconv.col2im against the book's col2im (tests/reference.py), and its adjointness."""
+"""cconv.col2im against the book's col2im (tests/reference.py), and its adjointness,
+dilated filters included."""
 
 import cconv
 import numpy as np
@@ -8,6 +9,7 @@ from hypothesis import given
 import reference as ref
 from cconv_testutils import (
     CONV_GEOMETRIES,
+    DILATED_GEOMETRIES,
     PROPERTY_SETTINGS,
     assert_close,
     geometries,
@@ -123,5 +125,63 @@ def test_property_adjoint_identity(geom, seed):
 @PROPERTY_SETTINGS
 @given(geom=geometries(), dtype=input_dtypes, layout=layouts, seed=seeds)
 def test_property_matches_reference(geom, dtype, layout, seed):
+    col = random_array(np.random.default_rng(seed), geom.col_shape, dtype)
+    check_col2im(with_layout(col, layout), geom)
+
+
+# --------------------------------------------------------------------------
+# Dilation
+# --------------------------------------------------------------------------
+
+
+def test_hand_computed_dilated_overlap_counts():
+    """col2im of ones with a 2x2 filter of dilation 2 over 4x4: each pixel is seen once
+    per window that has a tap on it."""
+    col = np.ones((4, 4))
+    np.testing.assert_array_equal(cconv.col2im(col, (1, 1, 4, 4), 2, 2, dilation=2), np.ones((1, 1, 4, 4)))
+    # 3x3 image, 2x2 filter, dilation 2, pad 1: 3x3 windows, taps at -1 and 1 from each start
+    counts = cconv.col2im(np.ones((9, 4)), (1, 1, 3, 3), 2, 2, pad=1, dilation=2)[0, 0]
+    np.testing.assert_array_equal(counts, [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+@pytest.mark.parametrize("geom", DILATED_GEOMETRIES, ids=str)
+def test_dilated_matches_reference(rng, geom, float_dtype, layout, n_threads):
+    check_col2im(with_layout(random_array(rng, geom.col_shape, float_dtype), layout), geom)
+
+
+@pytest.mark.parametrize("geom", DILATED_GEOMETRIES[1:4], ids=str)
+def test_dilated_matches_brute_force(rng, geom):
+    col = rng.standard_normal(geom.col_shape)
+    assert_close(
+        cconv.col2im(col, geom.shape, *geom.args, **geom.kwargs),
+        ref.col2im_loops(col, geom.shape, *geom.args, **geom.kwargs),
+        terms=geom.overlap,
+    )
+
+
+def test_dilated_inverts_im2col_when_windows_interleave(rng, float_dtype):
+    """A 2x3 filter with dilation 2 over 4x6 images: the windows at (0, 0), (0, 1),
+    (1, 0) and (1, 1) interleave their taps and cover every pixel once, so
+    col2im(im2col(x)) == x exactly."""
+    x = random_array(rng, (2, 3, 4, 6), float_dtype)
+    col = cconv.im2col(x, 2, 3, dilation=2)
+    assert col.shape == (2 * 2 * 2, 3 * 2 * 3)
+    np.testing.assert_array_equal(cconv.col2im(col, x.shape, 2, 3, dilation=2), x)
+
+
+@pytest.mark.parametrize("geom", DILATED_GEOMETRIES, ids=str)
+def test_dilated_adjoint_identity(geom):
+    assert_adjoint(geom, seed=1)
+
+
+@PROPERTY_SETTINGS
+@given(geom=geometries(max_dilation=3), seed=seeds)
+def test_property_dilated_adjoint_identity(geom, seed):
+    assert_adjoint(geom, seed)
+
+
+@PROPERTY_SETTINGS
+@given(geom=geometries(max_dilation=3), dtype=input_dtypes, layout=layouts, seed=seeds)
+def test_property_dilated_matches_reference(geom, dtype, layout, seed):
     col = random_array(np.random.default_rng(seed), geom.col_shape, dtype)
     check_col2im(with_layout(col, layout), geom)

@@ -3,7 +3,8 @@
 The kernels run their cores under ``with nogil`` (OpenMP ``prange`` when built
 with OpenMP): several Python threads may call them at once, and the result
 never depends on the number of threads (col2im and the backward passes split
-the work so that no element is written by two threads).
+the work so that no element is written by two threads; conv2d_backward sums
+dW and db over fixed chunks of the batch, added in order).
 """
 
 import os
@@ -18,16 +19,17 @@ import numpy as np
 import pytest
 from cconv.kernels.adam import adam_update
 
-from cconv_testutils import KERNEL_NAMES, kernel_call, random_array
+from cconv_testutils import CONV_KERNEL_NAMES, KERNEL_NAMES, kernel_call, random_array
 
 #: Large enough that three threads get real work each (the kernels run
 #: serially below 32768 elements of work per thread), small enough to be quick.
 SHAPE = (8, 8, 48, 40)
 
 
-#: Every kernel of the package: the window kernels of ``kernel_call`` and the
-#: element-wise ones (ReLU forward and backward, the Adam update).
-THREADED_KERNELS = KERNEL_NAMES + ("relu", "relu_backward", "adam_update")
+#: Every kernel of the package: the window kernels and the convolution of
+#: ``kernel_call`` and the element-wise ones (ReLU forward and backward, the
+#: Adam update).
+THREADED_KERNELS = KERNEL_NAMES + CONV_KERNEL_NAMES + ("relu", "relu_backward", "adam_update")
 
 
 def threaded_call(name, rng, dtype=np.float64, shape=SHAPE):
@@ -100,10 +102,16 @@ def test_huge_thread_count_does_not_crash(tmp_path):
         "import numpy as np, cconv\n"
         "x = np.arange(64.0).reshape(1, 1, 8, 8)\n"
         "expected = cconv.avg_pool2d(x, 2, 2, stride=2)\n"
+        "W = np.ones((3, 1, 2, 2))\n"
+        "conv = cconv.conv2d(x, W, pad=1, dilation=2)\n"
+        "grads = cconv.conv2d_backward(conv, x, W, pad=1, dilation=2)\n"
         "cconv.set_num_threads(2**20)\n"
         "assert np.array_equal(cconv.avg_pool2d(x, 2, 2, stride=2), expected)\n"
         "col = cconv.im2col(x, 2, 2, stride=2)\n"
         "assert np.array_equal(cconv.col2im(col, x.shape, 2, 2, stride=2), x)\n"
+        "assert np.array_equal(cconv.conv2d(x, W, pad=1, dilation=2), conv)\n"
+        "for got, want in zip(cconv.conv2d_backward(conv, x, W, pad=1, dilation=2), grads):\n"
+        "    assert np.array_equal(got, want)\n"
     )
     child = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
@@ -164,6 +172,12 @@ def _long_call(kernel, x):
         return lambda: cconv.col2im(col, x.shape, 7, 7, **WINDOW)
     if kernel == "avg_pool2d_backward":
         return lambda: cconv.avg_pool2d_backward(x, x.shape, 7, 7, **WINDOW)
+    if kernel in CONV_KERNEL_NAMES:  # 8 filters of 7x7
+        W = np.ones((8, c, 7, 7))
+        if kernel == "conv2d":
+            return lambda: cconv.conv2d(x, W, **WINDOW)
+        dout = np.ones((n, 8, h, w))
+        return lambda: cconv.conv2d_backward(dout, x, W, **WINDOW)
     return lambda: getattr(cconv, kernel)(x, 7, 7, **WINDOW)
 
 
@@ -201,7 +215,8 @@ def _longest_stall_while(func):
 
 
 @pytest.mark.parametrize(
-    "kernel", ["im2col", "col2im", "max_pool2d", "avg_pool2d", "avg_pool2d_backward"]
+    "kernel",
+    ["im2col", "col2im", "max_pool2d", "avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward"],
 )
 def test_kernel_releases_the_gil(restore_threads, rng, kernel):
     """max_pool2d_backward is left out: its argmax check costs as much as the kernel."""

@@ -2,18 +2,32 @@
 
 Every test starts from one valid call per kernel (``cconv_testutils.kernel_call``:
 float64 input of shape (2, 3, 6, 6), 3x3 window, conv stride 1 / pad 1,
-pooling stride 2 / pad 1) and breaks exactly one argument.
+pooling stride 2 / pad 1) and breaks exactly one argument. The tests of
+window sizes run over the kernels that take them (``KERNEL_NAMES``); those
+of strides, pads, arrays and ``out=`` over conv2d and conv2d_backward too
+(their filter is the array ``W``; tests/kernels/test_conv.py checks W, b,
+dout and need_input_grad), and those of ``dilation`` over the four kernels
+that take one.
 """
 
 import cconv
 import numpy as np
 import pytest
 
-from cconv_testutils import KERNEL_NAMES, REJECTED_DTYPES, Geometry, kernel_call, with_layout
+from cconv_testutils import (
+    CONV_KERNEL_NAMES,
+    KERNEL_NAMES,
+    REJECTED_DTYPES,
+    Geometry,
+    kernel_call,
+    with_layout,
+)
 
 POOLING = ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")
 BACKWARD = ("max_pool2d_backward", "avg_pool2d_backward")
 TAKES_INPUT_SHAPE = ("col2im",) + BACKWARD
+ALL_KERNELS = KERNEL_NAMES + CONV_KERNEL_NAMES
+DILATED = ("im2col", "col2im") + CONV_KERNEL_NAMES
 
 
 def window_names(kernel):
@@ -23,7 +37,19 @@ def window_names(kernel):
 
 @pytest.fixture(params=KERNEL_NAMES)
 def call(request, rng):
-    """A valid float64 call of each kernel."""
+    """A valid float64 call of each kernel that takes window sizes."""
+    return kernel_call(request.param, rng)
+
+
+@pytest.fixture(params=ALL_KERNELS)
+def any_call(request, rng):
+    """A valid float64 call of each windowed kernel, the convolution's included."""
+    return kernel_call(request.param, rng)
+
+
+@pytest.fixture(params=DILATED)
+def dilated_call(request, rng):
+    """A valid float64 call of each kernel that takes ``dilation``."""
     return kernel_call(request.param, rng)
 
 
@@ -84,14 +110,82 @@ BAD_SIZES = [
 ]
 
 
+#: dilation: an int or an (h, w) pair, each in [1, 2**31 - 1].
+BAD_DILATIONS = [
+    (0, ValueError),
+    (-1, ValueError),
+    (-(2**63), ValueError),
+    ((1, 0), ValueError),
+    ((0, 1), ValueError),
+    ((2, -1), ValueError),
+    (1.0, TypeError),
+    (np.float64(2.0), TypeError),
+    (True, TypeError),
+    (np.True_, TypeError),
+    ((1, 1.0), TypeError),
+    ((True, 1), TypeError),
+    ((1, None), TypeError),
+    ("1", TypeError),
+    (None, TypeError),
+    (1j, TypeError),
+    ((1, 2, 3), (ValueError, TypeError)),
+    ((1,), (ValueError, TypeError)),
+    ((), (ValueError, TypeError)),
+    (2**31, ValueError),
+    (2**63, ValueError),
+    ((1, 2**70), ValueError),
+    (np.array([[1, 1]]), ValueError),
+    (np.array([2.0, 2.0]), TypeError),
+]
+
+
 @pytest.mark.parametrize("value, exc", BAD_STRIDES, ids=repr)
-def test_bad_stride(call, value, exc):
-    assert_raises(call, exc, "stride", stride=value)
+def test_bad_stride(any_call, value, exc):
+    assert_raises(any_call, exc, "stride", stride=value)
 
 
 @pytest.mark.parametrize("value, exc", BAD_PADS, ids=repr)
-def test_bad_pad(call, value, exc):
-    assert_raises(call, exc, "pad", pad=value)
+def test_bad_pad(any_call, value, exc):
+    assert_raises(any_call, exc, "pad", pad=value)
+
+
+@pytest.mark.parametrize("value, exc", BAD_DILATIONS, ids=repr)
+def test_bad_dilation(dilated_call, value, exc):
+    assert_raises(dilated_call, exc, "dilation", dilation=value)
+
+
+def test_dilation_forms_agree(dilated_call):
+    """dilation 2, (2, 2), NumPy integers, a 0-d array and an int array are one value.
+
+    (pad 2 keeps the 6x6 output of the 3x3 filter with dilation 2, so col
+    and dout still fit.)
+    """
+    expected = dilated_call(dilation=2, pad=2)
+    for form in ((2, 2), [2, 2], np.int64(2), np.array(2), np.array([2, 2]), (np.int32(2), np.uint8(2))):
+        for got, want in zip(dilated_call(dilation=form, pad=2), expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_dilation_one_is_the_default(dilated_call):
+    for got, want in zip(dilated_call(dilation=1), dilated_call(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dilation", [4, (4, 1), (1, 4), 2**31 - 1], ids=repr)
+def test_dilated_filter_larger_than_padded_input(dilated_call, dilation):
+    """A 3x3 filter with dilation 4 spans 9 > 6 + 2*1 pixels: the output would be empty."""
+    source = {"im2col": "input_data", "col2im": "input_shape"}.get(dilated_call.name, "x")
+    with pytest.raises(ValueError, match=rf"\b{source}\b") as info:
+        dilated_call(dilation=dilation)
+    assert "dilation" in str(info.value)
+
+
+@pytest.mark.parametrize("kernel", ["col2im", "conv2d_backward"])
+def test_dilation_changes_the_shape_col_or_dout_must_have(rng, kernel):
+    """With dilation 2 (pad 1), the 3x3 filter yields 4x4 windows, not 6x6:
+    col or dout made for dilation 1 no longer fit."""
+    call = kernel_call(kernel, rng)
+    assert_raises(call, ValueError, call.array_arg, dilation=2)
 
 
 @pytest.mark.parametrize("axis", [0, 1], ids=["h", "w"])
@@ -101,8 +195,9 @@ def test_bad_window_size(call, axis, value, exc):
     assert_raises(call, exc, name, **{name: value})
 
 
-def test_zero_dimensional_array_is_an_int(call):
+def test_zero_dimensional_array_is_an_int(any_call):
     """np.array(1) is a valid stride, as an int would be."""
+    call = any_call
     expected = call()
     for got, want in zip(call(stride=np.array(call.kwargs["stride"])), expected, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -173,23 +268,32 @@ def test_numpy_integers_are_ints(call):
 # --------------------------------------------------------------------------
 
 
+def array_args(call):
+    """The names of the array arguments of ``call`` (argmax aside: test_bad_argmax)."""
+    return [name for name, value in call.kwargs.items() if isinstance(value, np.ndarray) and name != "argmax"]
+
+
 @pytest.mark.parametrize("ndim_change", [-1, 1], ids=["fewer_dims", "more_dims"])
-def test_wrong_ndim(call, ndim_change):
-    arr = call.kwargs[call.array_arg]
-    bad = arr[0] if ndim_change < 0 else arr[np.newaxis]
-    assert_raises(call, ValueError, call.array_arg, **{call.array_arg: bad})
+def test_wrong_ndim(any_call, ndim_change):
+    call = any_call
+    for name in array_args(call):
+        arr = call.kwargs[name]
+        bad = arr[0] if ndim_change < 0 else arr[np.newaxis]
+        assert_raises(call, ValueError, rf"^{name}\b", **{name: bad})
 
 
 @pytest.mark.parametrize("dtype", REJECTED_DTYPES, ids=lambda d: np.dtype(d).name)
-def test_rejected_dtype(call, dtype):
-    """complex, object, strings, datetimes: TypeError, whatever the values."""
-    arr = call.kwargs[call.array_arg]
-    bad = np.zeros(arr.shape, dtype=dtype)
-    assert_raises(call, TypeError, call.array_arg, **{call.array_arg: bad})
+def test_rejected_dtype(any_call, dtype):
+    """complex, object, strings, datetimes: TypeError, whatever the values (every array)."""
+    call = any_call
+    for name in array_args(call):
+        bad = np.zeros(call.kwargs[name].shape, dtype=dtype)
+        assert_raises(call, TypeError, rf"^{name}\b", **{name: bad})
 
 
-def test_non_native_byte_order_is_the_same_dtype(call):
+def test_non_native_byte_order_is_the_same_dtype(any_call):
     """float64 stays float64 whatever its byte order (e.g. data read from a file)."""
+    call = any_call
     swapped = {}
     for name, value in call.kwargs.items():
         if isinstance(value, np.ndarray):
@@ -199,9 +303,10 @@ def test_non_native_byte_order_is_the_same_dtype(call):
         np.testing.assert_array_equal(got, expected)
 
 
-def test_complex_is_rejected_not_truncated(call):
-    arr = call.kwargs[call.array_arg]
-    assert_raises(call, TypeError, call.array_arg, **{call.array_arg: arr + 1j})
+def test_complex_is_rejected_not_truncated(any_call):
+    call = any_call
+    for name in array_args(call):
+        assert_raises(call, TypeError, rf"^{name}\b", **{name: call.kwargs[name] + 1j})
 
 
 # --------------------------------------------------------------------------
@@ -332,7 +437,7 @@ def test_input_shape_too_large(rng, kernel, input_shape):
 
 OUT_ARGUMENTS = [
     (kernel, name)
-    for kernel in KERNEL_NAMES
+    for kernel in ALL_KERNELS
     for name in kernel_call(kernel, np.random.default_rng(0)).out_names
 ]
 

@@ -24,7 +24,7 @@ from cconv.kernels.im2col cimport im2col_tile
 import numpy as np
 
 from cconv._blas import single_threaded_blas
-from cconv._validation import as_float_array, as_pair, check_out, conv_output_size
+from cconv._validation import as_float_array, as_pair, check_out, check_size, conv_output_size
 
 
 cdef enum:
@@ -72,7 +72,8 @@ cdef int conv2d_core(const floating[:, :, :, :] x, const floating[:, :, :, ::1] 
                                 weight.shape[3], stride_h, stride_w, pad_h, pad_w,
                                 dilation_h, dilation_w)
     cdef Py_ssize_t K = window_size(&g), P = g.out_h * g.out_w
-    cdef Tiling t = make_tiling(&g, K * sizeof(floating), TILE_BYTES)
+    # A position takes K entries of the windows and FN of the products.
+    cdef Tiling t = make_tiling(&g, (K + FN) * sizeof(floating), TILE_BYTES)
     cdef Py_ssize_t tiles_per_image = t.tiles_h * t.tiles_w, n_tasks = N * tiles_per_image
     cdef Py_ssize_t tile_positions = t.tile_h * t.tile_w
     # Per thread: the tile's windows (K x positions), then its products (positions x FN).
@@ -185,7 +186,9 @@ cdef int conv2d_backward_core(const floating[:, :, :, ::1] dout, const floating[
                                 weight.shape[3], stride_h, stride_w, pad_h, pad_w,
                                 dilation_h, dilation_w)
     cdef Py_ssize_t K = window_size(&g), P = g.out_h * g.out_w
-    cdef Tiling t = make_tiling(&g, K * sizeof(floating), TILE_BYTES)
+    # A position takes K entries of the windows and K of their gradients (the
+    # same tiles without dx, so that dW is the same bit for bit).
+    cdef Tiling t = make_tiling(&g, 2 * K * sizeof(floating), TILE_BYTES)
     cdef Py_ssize_t tile_size = t.tile_h * t.tile_w * K
     cdef Py_ssize_t n_chunks = min(N, <Py_ssize_t>BACKWARD_CHUNKS)
     cdef Py_ssize_t buffers = 2 if need_input_grad else 1
@@ -234,15 +237,12 @@ def _conv_arguments(x, weight, extra, stride, pad, dilation):
 
     ``extra`` is a list of (array or None, name, ndim) converted alongside.
     Returns ``(x, weight, extras, stride, pad, dilation, out_hw)``, the arrays
-    in their common dtype (float32 only when all are float32).
+    in their common dtype (float32 only when all are float32). Every check
+    runs before any copy, and a copy of more than MAX_ARRAY_BYTES is refused.
     """
     x = as_float_array(x, "x", 4)
     weight = as_float_array(weight, "W", 4)
     extras = [None if a is None else as_float_array(a, name, ndim) for a, name, ndim in extra]
-    dtype = np.result_type(x, weight, *[a for a in extras if a is not None])
-    x = x.astype(dtype, copy=False)
-    weight = weight.astype(dtype, copy=False)
-    extras = [None if a is None else a.astype(dtype, copy=False) for a in extras]
     N, C, H, W = x.shape
     FN, W_channels, FH, FW = weight.shape
     if W_channels != C:
@@ -259,7 +259,20 @@ def _conv_arguments(x, weight, extra, stride, pad, dilation):
     for size, what in ((FN, "filters FN"), (C * FH * FW, "C*FH*FW"), (out_hw[0] * out_hw[1], "out_h*out_w")):
         if size > MAX_GEMM_SIZE:
             raise ValueError(f"{what} must be at most {MAX_GEMM_SIZE} (BLAS sizes are 32-bit), got {size}")
-    return x, weight, extras, stride, pad, dilation, out_hw
+    dtype = np.result_type(x, weight, *[a for a in extras if a is not None])
+    names = ["x", "W"] + [name for _, name, _ in extra]
+    arrays = [_converted(a, name, dtype) for a, name in zip([x, weight] + extras, names)]
+    return arrays[0], arrays[1], arrays[2:], stride, pad, dilation, out_hw
+
+
+def _converted(a, name, dtype, contiguous=False):
+    """``a`` in ``dtype`` (C-contiguous if asked), refusing a copy of more than MAX_ARRAY_BYTES."""
+    if a is None:
+        return None
+    if a.dtype != dtype or (contiguous and not a.flags.c_contiguous):
+        check_size(a.shape, name, np.dtype(dtype).itemsize)
+        a = np.ascontiguousarray(a, dtype=dtype) if contiguous else a.astype(dtype)
+    return a
 
 
 def conv2d(x, W, b=None, stride=1, pad=0, dilation=1, *, out=None):
@@ -323,8 +336,8 @@ def conv2d(x, W, b=None, stride=1, pad=0, dilation=1, *, out=None):
     if C == 0 or H == 0 or width == 0:  # every window is padding: only the bias
         result[...] = 0 if b is None else b.reshape(FN, 1, 1)
         return result
-    W = np.ascontiguousarray(W)
-    bias = np.empty(0, x.dtype) if b is None else np.ascontiguousarray(b)
+    W = _converted(W, "W", x.dtype, contiguous=True)
+    bias = np.empty(0, x.dtype) if b is None else _converted(b, "b", x.dtype, contiguous=True)
     with single_threaded_blas():
         if x.dtype == np.float32:
             status = _conv2d_with_gil_released[float](x, W, bias, stride, pad, dilation, result)
@@ -393,18 +406,19 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, dilation=1, *, need_input_grad=
             f"W of shape {W.shape}, got {dout.shape}"
         )
     dtype = x.dtype
-    dx = np.empty(x.shape, dtype) if need_input_grad else None
-    dW = np.empty(W.shape, dtype)
-    db = np.empty(FN, dtype)
+    dx = check_out(None, x.shape, dtype, ()) if need_input_grad else None
+    dW = check_out(None, W.shape, dtype, ())
+    db = check_out(None, (FN,), dtype, ())
     if dout.size == 0 or dW.size == 0 or H == 0 or width == 0:
         # No window sees a pixel (or there is nothing to sum).
         dW[...] = 0
-        db[...] = dout.sum(axis=(0, 2, 3))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in the kernel
+            db[...] = dout.sum(axis=(0, 2, 3))
         if dx is not None:
             dx[...] = 0
         return dx, dW, db
-    dout = np.ascontiguousarray(dout)
-    W = np.ascontiguousarray(W)
+    dout = _converted(dout, "dout", dtype, contiguous=True)
+    W = _converted(W, "W", dtype, contiguous=True)
     dx_arg = dx if dx is not None else np.empty((0, 0, 0, 0), dtype)
     with single_threaded_blas():
         if dtype == np.float32:
