@@ -9,7 +9,7 @@ pass runs on the one OpenMP thread pool.
 """
 
 from cython cimport floating
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport prange, threadid
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -63,8 +63,9 @@ cdef int conv2d_core(const floating[:, :, :, :] x, const floating[:, :, :, ::1] 
     ``x`` (N, C, H, W) may have any strides; ``weight`` is (FN, C, FH, FW)
     and ``bias`` (FN,), or empty for no bias. The caller guarantees that
     every size is >= 1, that the shapes agree, and that FN, C*FH*FW and
-    out_h*out_w fit a C int (BLAS takes 32-bit sizes); BLAS must be
-    single-threaded (each thread calls it). Returns 0, or -1 when the
+    out_h*out_w fit a C int (BLAS takes 32-bit sizes). Each thread calls
+    BLAS: hold BLAS to one thread around the call, or its threads compete
+    with these (the results are the same). Returns 0, or -1 when the
     threads' buffers could not be allocated (``out`` is then left unwritten).
     """
     cdef Py_ssize_t N = x.shape[0], FN = weight.shape[0]
