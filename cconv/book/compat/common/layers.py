@@ -15,18 +15,8 @@ from cconv.layers import (
     SoftmaxWithLoss,
 )
 
-from .functions import (
-    cross_entropy_error,
-    identity_function,
-    relu,
-    relu_grad,
-    sigmoid,
-    sigmoid_grad,
-    softmax,
-    softmax_loss,
-    step_function,
-    sum_squared_error,
-)
+from . import functions
+from .functions import *  # noqa: F403  (the book's module star-imports them too)
 from .util import col2im, im2col
 
 __all__ = [
@@ -39,15 +29,6 @@ __all__ = [
     "Sigmoid",
     "SoftmaxWithLoss",
     "col2im",
-    "cross_entropy_error",
-    "identity_function",
     "im2col",
-    "relu",
-    "relu_grad",
-    "sigmoid",
-    "sigmoid_grad",
-    "softmax",
-    "softmax_loss",
-    "step_function",
-    "sum_squared_error",
+    *functions.__all__,
 ]
