@@ -27,7 +27,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["_openmp", "im2col", "col2im", "conv", "pooling", "activation", "adam"]
+KERNELS = ["_openmp", "im2col", "col2im", "direct", "conv", "pooling", "activation", "adam"]
 
 OPENMP_PROBE = textwrap.dedent(
     """\

@@ -26,6 +26,7 @@ import cconv
 import numpy as np
 import pytest
 from cconv.gradient import numerical_gradient
+from cconv.kernels import direct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import as_strided
@@ -53,6 +54,17 @@ TORCH_SETTINGS = settings(PROPERTY_SETTINGS, max_examples=50)
 
 float_dtypes = st.sampled_from([np.dtype(np.float32), np.dtype(np.float64)])
 layouts = st.sampled_from(LAYOUTS)
+
+
+@pytest.fixture(params=["direct", "gemm"])
+def conv_path(request):
+    """Run the test on each path of the float32 stride-1 convolution: direct
+    (where the CPU has AVX2 and FMA) and GEMM (everywhere else, and all other cases)."""
+    if request.param == "direct" and not direct.supported():
+        pytest.skip("this CPU lacks AVX2/FMA: conv2d never takes the direct path here")
+    previous = direct.set_enabled(request.param == "direct")
+    yield request.param
+    direct.set_enabled(previous)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +255,7 @@ def test_hand_computed_backward():
 
 
 @pytest.mark.parametrize("problem", PROBLEMS, ids=str)
-def test_matches_reference(rng, problem, float_dtype, layout, n_threads):
+def test_matches_reference(rng, problem, float_dtype, layout, n_threads, conv_path):
     """Fixed problems, every layout of x and dout (W in the same layout), 1 and 2 threads."""
     x, W, b, dout = problem.arrays(rng, float_dtype)
     x, W, dout = (with_layout(a, layout) for a in (x, W, dout))
@@ -329,7 +341,7 @@ def test_inputs_are_not_written(rng):
         np.testing.assert_array_equal(after, before)
 
 
-def test_special_values_propagate(rng):
+def test_special_values_propagate(rng, conv_path):
     """inf and NaN in x reach exactly the outputs whose windows hold them (as in the reference)."""
     problem = Conv(Geometry((1, 2, 7, 7), 3, 3, 2, 1, 2), 3)
     x, W, b, _ = problem.arrays(rng)
@@ -344,6 +356,92 @@ def test_special_values_propagate(rng):
     finite = np.isfinite(want)
     assert finite.any() and not finite.all()
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# The direct float32 stride-1 path against the GEMM path
+# --------------------------------------------------------------------------
+
+#: Problems that reach the direct path's corners: DeepConvNet's conv2, filter
+#: counts and taps off the kernel's blocks (4 filters, 3 taps), dilation and
+#: pairs, pad > FH-1 (its dx takes the GEMM path), 1x1 filters, images cut
+#: into several bands, one output row, and output widths 1 to 17 (every
+#: remainder of the 8-wide vectors).
+DIRECT_PROBLEMS = [
+    Conv(Geometry((3, 16, 28, 28), 3, 3, 1, 1), 16),
+    Conv(Geometry((2, 5, 9, 13), 3, 3, 1, 1), 7),
+    Conv(Geometry((2, 4, 10, 7), 5, 3, 1, (2, 1), (1, 2)), 6, bias=False),
+    Conv(Geometry((2, 3, 7, 9), 3, 3, 1, 3), 4),
+    Conv(Geometry((1, 2, 5, 5), 1, 1, 1, 0), 5),
+    Conv(Geometry((1, 3, 200, 90), 3, 3, 1, 1), 5),
+    Conv(Geometry((5, 2, 1, 17), 1, 5, 1, (0, 2)), 3),
+] + [Conv(Geometry((2, 3, 4, width), 3, 3, 1, 1), 9) for width in range(1, 18)]
+
+
+@pytest.mark.parametrize("layout", ["C", "strided"])
+@pytest.mark.parametrize("problem", DIRECT_PROBLEMS, ids=str)
+def test_direct_problems_match_reference(rng, problem, layout, n_threads, conv_path):
+    x, W, b, dout = problem.arrays(rng, np.float32)
+    x = with_layout(x, layout)
+    check_forward(x, W, b, problem.kwargs)
+    check_backward(dout, x, W, problem.kwargs)
+
+
+def test_direct_path_is_taken_where_the_cpu_has_it(rng):
+    """On x86-64 with AVX2 and FMA the direct path is on, and switching it off changes the sums' order."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = {word for line in f if line.startswith("flags") for word in line.split()}
+    except OSError:
+        pass
+    if not flags:
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    assert direct.supported() == ({"avx2", "fma"} <= flags)
+    if not direct.supported():
+        return
+    problem = DIRECT_PROBLEMS[0]
+    x, W, b, dout = problem.arrays(rng, np.float32)
+    previous = direct.set_enabled(True)
+    try:
+        assert previous, "the direct path is on by default"
+        fast = cconv.conv2d(x, W, b, pad=1), cconv.conv2d_backward(dout, x, W, pad=1)
+        direct.set_enabled(False)
+        slow = cconv.conv2d(x, W, b, pad=1), cconv.conv2d_backward(dout, x, W, pad=1)
+    finally:
+        direct.set_enabled(previous)
+    assert not np.array_equal(fast[0], slow[0])
+    assert not np.array_equal(fast[1][1], slow[1][1])
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-4, atol=1e-4)
+
+
+def test_set_enabled_returns_the_old_setting():
+    previous = direct.set_enabled(False)
+    try:
+        assert direct.set_enabled(True) is False
+        assert direct.set_enabled(True) is direct.supported()
+    finally:
+        direct.set_enabled(previous)
+
+
+@pytest.mark.parametrize("problem", [DIRECT_PROBLEMS[0], DIRECT_PROBLEMS[2], DIRECT_PROBLEMS[3]], ids=str)
+def test_special_values_in_the_backward(rng, problem, conv_path):
+    """inf/NaN in x, W and dout give NaN and inf exactly where the exact sums have them:
+    no product of a non-output position or of padding with an inf filter is added."""
+    x, W, _, dout = problem.arrays(rng, np.float32)
+    N, C, H, width = x.shape
+    x[0, 0, H // 2, width - 1] = np.inf  # the last column: read by no window's first tap
+    x[-1, -1, 0, 0] = np.nan
+    W[0, 0, 0, 0] = np.inf  # a corner tap: border pixels of dx get no term of it
+    dout[-1, -1, -1, -1] = -np.inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = ref.conv2d_backward(*(a.astype(np.float64) for a in (dout, x, W)), **problem.kwargs)
+        got = cconv.conv2d_backward(dout, x, W, **problem.kwargs)
+    for name, g, w in zip(("dx", "dW", "db"), got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=f"NaN in {name}")
+        np.testing.assert_array_equal(np.isposinf(g), np.isposinf(w), err_msg=f"+inf in {name}")
+        np.testing.assert_array_equal(np.isneginf(g), np.isneginf(w), err_msg=f"-inf in {name}")
+        assert np.isfinite(w).any(), name
 
 
 # --------------------------------------------------------------------------
@@ -524,7 +622,8 @@ def all_results(problem, x, W, b, dout):
 
 @pytest.mark.parametrize("layout", ["C", "strided"])
 @pytest.mark.parametrize("problem", THREAD_PROBLEMS, ids=str)
-def test_bit_identical_across_thread_counts_and_runs(restore_threads, rng, problem, float_dtype, layout):
+def test_bit_identical_across_thread_counts_and_runs(restore_threads, rng, problem, float_dtype, layout,
+                                                    conv_path):
     x, W, b, dout = problem.arrays(rng, float_dtype)
     x = with_layout(x, layout)
     cconv.set_num_threads(1)

@@ -27,6 +27,10 @@ cdef inline void valid_range(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t ex
 
 
 cdef enum:
+    # The backward passes of the convolution sum dW and db over this many
+    # fixed chunks of the batch (fewer for a smaller batch), then add the
+    # chunks in order: the result does not depend on the thread count.
+    BACKWARD_CHUNKS = 12
     # Below this many elements of work per thread, waking another thread
     # costs more than it saves.
     MIN_WORK_PER_THREAD = 32768

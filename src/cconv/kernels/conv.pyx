@@ -15,7 +15,11 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from cconv.kernels._common cimport (
-    Tile, Tiling, Window, clamp_threads, make_tiling, make_window, tile_at, window_size,
+    BACKWARD_CHUNKS, Tile, Tiling, Window, clamp_threads, make_tiling, make_window, tile_at,
+    window_size,
+)
+from cconv.kernels.direct cimport (
+    direct_applies, direct_applies_to_input_grad, direct_conv2d, direct_conv2d_backward,
 )
 from cconv.kernels._openmp cimport effective_num_threads
 from cconv.kernels.col2im cimport col2im_tile
@@ -31,10 +35,6 @@ cdef enum:
     # A tile of unfolded windows (C*FH*FW x positions) takes about this many
     # bytes, so that it and the GEMM's packed panels stay in a core's L2.
     TILE_BYTES = 256 * 1024
-    # The backward pass sums dW and db over this many fixed chunks of the
-    # batch (fewer for a smaller batch), then adds the chunks in order: the
-    # result does not depend on the thread count.
-    BACKWARD_CHUNKS = 12
     # BLAS takes 32-bit sizes.
     MAX_GEMM_SIZE = 2147483647
 
@@ -68,6 +68,10 @@ cdef int conv2d_core(const floating[:, :, :, :] x, const floating[:, :, :, ::1] 
     with these (the results are the same). Returns 0, or -1 when the
     threads' buffers could not be allocated (``out`` is then left unwritten).
     """
+    if floating is float:
+        if direct_applies(stride_h, stride_w):
+            return direct_conv2d(x, weight, bias, pad_h, pad_w, dilation_h, dilation_w, out,
+                                 num_threads)
     cdef Py_ssize_t N = x.shape[0], FN = weight.shape[0]
     cdef Window g = make_window(x.shape[1], x.shape[2], x.shape[3], weight.shape[2],
                                 weight.shape[3], stride_h, stride_w, pad_h, pad_w,
@@ -182,6 +186,13 @@ cdef int conv2d_backward_core(const floating[:, :, :, ::1] dout, const floating[
     results are the same for every thread count. Returns 0, or -1 when the
     buffers could not be allocated (the outputs are then left unwritten).
     """
+    # The path does not depend on need_input_grad: dW is the same bit for bit either way.
+    if floating is float:
+        if direct_applies(stride_h, stride_w) and direct_applies_to_input_grad(
+                &weight[0, 0, 0, 0], weight.shape[0] * weight.shape[1] * weight.shape[2] * weight.shape[3],
+                weight.shape[2], weight.shape[3], pad_h, pad_w, dilation_h, dilation_w):
+            return direct_conv2d_backward(dout, x, weight, pad_h, pad_w, dilation_h, dilation_w,
+                                          dx, dweight, dbias, need_input_grad, num_threads)
     cdef Py_ssize_t N = x.shape[0], FN = weight.shape[0]
     cdef Window g = make_window(x.shape[1], x.shape[2], x.shape[3], weight.shape[2],
                                 weight.shape[3], stride_h, stride_w, pad_h, pad_w,
