@@ -6,6 +6,11 @@ that stays in cache, in the transposed (C*FH*FW, positions) layout, and
 multiplies it with one single-threaded GEMM (``scipy.linalg.cython_blas``,
 callable without the GIL). No batch-sized ``col`` is ever made, and the whole
 pass runs on the one OpenMP thread pool.
+
+float32 with stride 1 goes to :mod:`cconv.kernels.direct` instead where the
+CPU has AVX2 and FMA (no unfolding at all); the backward pass too, unless
+its input gradient cannot be written as a padded convolution (pad >
+dilation*(F-1)) or the filters hold inf/NaN.
 """
 
 from cython cimport floating

@@ -7,8 +7,8 @@ Each task copies a band of an image's rows, zero-padded, into a buffer of its
 own, and register-blocked kernels read each tap straight from it (one offset
 per tap into the padded rows, see ``direct_conv.h``):
 
-* forward: four filters by 16 or 24 positions per block, into a per-task
-  buffer of "wide" outputs whose non-output columns are dropped on the way out;
+* forward: four filters by two or three vectors of 8 outputs of a row per
+  block, the bias added in the same pass, written straight into ``out``;
 * input gradient: the forward pass of ``dout`` with the filters flipped and
   their axes swapped (for stride 1 that is exactly col2im of ``dout @ W``);
 * weight gradient: four filters by three taps per block, summed over the
@@ -33,9 +33,10 @@ cdef extern from "direct_conv.h" nogil:
         CCONV_DIRECT_FILTERS
         CCONV_DIRECT_LANES
     int cconv_direct_supported()
-    void cconv_direct_forward_f32(const float* x, const ptrdiff_t* offsets, ptrdiff_t taps,
-                                  const float* packed, ptrdiff_t out_channels,
-                                  ptrdiff_t positions, int vectors, float* out,
+    void cconv_direct_forward_f32(const float* x, ptrdiff_t x_row_stride,
+                                  const ptrdiff_t* offsets, ptrdiff_t taps, const float* packed,
+                                  const float* bias, ptrdiff_t out_channels, ptrdiff_t rows,
+                                  ptrdiff_t row_length, int vectors, float* out,
                                   ptrdiff_t out_stride)
     void cconv_direct_weight_grad_f32(const float* x, ptrdiff_t x_item_stride,
                                       ptrdiff_t x_row_stride, const ptrdiff_t* offsets,
@@ -49,9 +50,9 @@ cdef enum:
     # A band's padded input and its outputs take about this many bytes, so
     # that they stay in a core's L2 (at least one output row per band).
     BAND_BYTES = 256 * 1024
-    # Zeros after a band's last plane: the forward kernel reads up to
-    # 8*3 - 1 positions past the band's last output.
-    SLACK = 32
+    # Zeros after a band's last plane: the forward kernel's last vector of a
+    # row may read up to 7 floats past it.
+    SLACK = 16
 
 
 cdef bint _supported = cconv_direct_supported() != 0
@@ -105,8 +106,7 @@ ctypedef struct Plan:
     Py_ssize_t taps           # channels*filter_h*filter_w
     Py_ssize_t filters_r      # out_channels rounded up to CCONV_DIRECT_FILTERS
     Py_ssize_t band_h, bands
-    int vectors               # 2 or 3 vectors of positions per forward block
-    Py_ssize_t positions_r    # wide positions of a full band, rounded to a block
+    int vectors               # 2 or 3 vectors of 8 outputs per forward block
     Py_ssize_t input_size     # floats of a band's padded input, SLACK included
 
 
@@ -120,7 +120,7 @@ cdef Plan _make_plan(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width,
                      Py_ssize_t dilation_w, Py_ssize_t min_bands) noexcept nogil:
     """The plan of a convolution; at least ``min_bands`` bands per image where it has the rows."""
     cdef Plan p
-    cdef Py_ssize_t row_bytes, positions
+    cdef Py_ssize_t row_bytes, band_vectors
     p.channels, p.height, p.width, p.out_channels = channels, height, width, out_channels
     p.filter_h, p.filter_w, p.pad_h, p.pad_w = filter_h, filter_w, pad_h, pad_w
     p.dilation_h, p.dilation_w = dilation_h, dilation_w
@@ -129,15 +129,14 @@ cdef Plan _make_plan(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width,
     p.padded_w = width + 2 * pad_w
     p.taps = channels * filter_h * filter_w
     p.filters_r = _round_up(out_channels, CCONV_DIRECT_FILTERS)
-    row_bytes = (channels + p.filters_r) * p.padded_w * sizeof(float)
+    row_bytes = (channels * p.padded_w + out_channels * p.out_w) * sizeof(float)
     p.band_h = max(1, min(p.out_h, BAND_BYTES // row_bytes))
     if min_bands > 1:
         p.band_h = min(p.band_h, max(1, (p.out_h + min_bands - 1) // min_bands))
     p.bands = (p.out_h + p.band_h - 1) // p.band_h
-    positions = (p.band_h - 1) * p.padded_w + p.out_w
-    # The block width that computes fewer dropped positions (3 vectors on a tie).
-    p.vectors = 2 if _round_up(positions, 2 * CCONV_DIRECT_LANES) < _round_up(positions, 3 * CCONV_DIRECT_LANES) else 3
-    p.positions_r = _round_up(positions, p.vectors * CCONV_DIRECT_LANES)
+    band_vectors = p.band_h * ((p.out_w + CCONV_DIRECT_LANES - 1) // CCONV_DIRECT_LANES)
+    # The block width that computes fewer repeated vectors (3 on a tie).
+    p.vectors = 2 if _round_up(band_vectors, 2) < _round_up(band_vectors, 3) else 3
     p.input_size = channels * (p.band_h + dilation_h * (filter_h - 1)) * p.padded_w + SLACK
     return p
 
@@ -208,28 +207,14 @@ cdef void _pad_band(const char* image, Py_ssize_t s_c, Py_ssize_t s_h, Py_ssize_
 
 cdef void _forward_band(const char* image, Py_ssize_t s_c, Py_ssize_t s_h, Py_ssize_t s_w,
                         const Plan* p, const float* packed, const float* bias,
-                        Py_ssize_t band, float* out_image, float* work,
+                        Py_ssize_t band, float* out_image, float* padded,
                         ptrdiff_t* offsets) noexcept nogil:
     """Output rows of ``band`` into ``out_image`` (out_channels, out_h, out_w), plus ``bias`` if not NULL."""
     cdef Py_ssize_t oy0, rows = _band_rows(p, band, &oy0)
-    cdef float* padded = work
-    cdef float* wide = work + p.input_size
-    cdef Py_ssize_t positions = _round_up((rows - 1) * p.padded_w + p.out_w,
-                                          p.vectors * CCONV_DIRECT_LANES)
-    cdef Py_ssize_t o, r, ox
-    cdef float shift
-    cdef float* dst
-    cdef const float* src
     _pad_band(image, s_c, s_h, s_w, p, oy0, rows, padded, offsets)
-    cconv_direct_forward_f32(padded, offsets, p.taps, packed, p.filters_r, positions,
-                             p.vectors, wide, positions)
-    for o in range(p.out_channels):
-        shift = bias[o] if bias != NULL else 0
-        for r in range(rows):
-            dst = out_image + (o * p.out_h + oy0 + r) * p.out_w
-            src = wide + o * positions + r * p.padded_w
-            for ox in range(p.out_w):
-                dst[ox] = src[ox] + shift
+    cconv_direct_forward_f32(padded, p.padded_w, offsets, p.taps, packed, bias, p.out_channels,
+                             rows, p.out_w, p.vectors, out_image + oy0 * p.out_w,
+                             p.out_h * p.out_w)
 
 
 cdef int _direct_forward(const char* data, Py_ssize_t s_n, Py_ssize_t s_c, Py_ssize_t s_h,
@@ -237,7 +222,7 @@ cdef int _direct_forward(const char* data, Py_ssize_t s_n, Py_ssize_t s_c, Py_ss
                          bint flipped, const float* bias, float* out, int num_threads) noexcept nogil:
     """``out`` (N, out_channels, out_h, out_w) of the N images at ``data``; one task per (image, band)."""
     cdef Py_ssize_t tasks = N * p.bands, task, n
-    cdef Py_ssize_t work_size = p.input_size + p.filters_r * p.positions_r
+    cdef Py_ssize_t work_size = p.input_size
     cdef Py_ssize_t out_size = p.out_channels * p.out_h * p.out_w
     num_threads = clamp_threads(num_threads, tasks, N * out_size * p.taps)
     cdef float* packed = <float*>malloc(p.filters_r * p.taps * sizeof(float))

@@ -2,13 +2,13 @@
  * Micro-kernels of the direct (stride-1) float32 convolution, for x86-64 CPUs
  * with AVX2 and FMA; used by direct.pyx.
  *
- * Both read "wide" positions: an image band zero-padded to rows of
- * padded_w floats, one plane per channel, position q = row * padded_w + column.
- * A tap k of the filter is then one offset offsets[k] into that buffer
- * (channel plane + ky*dilation_h*padded_w + kx*dilation_w), so the inputs of
- * 8 consecutive positions for one tap are 8 consecutive floats: the kernels
- * read the padded image itself, never an unfolded copy of it. The last
- * dilation_w*(FW-1) positions of each row are not outputs; callers drop them.
+ * Both read an image band zero-padded to rows of padded_w floats, one plane
+ * per channel. A tap k of the filter is then one offset offsets[k] into that
+ * buffer (channel plane + ky*dilation_h*padded_w + kx*dilation_w), and the
+ * inputs of 8 consecutive outputs of a row for one tap are 8 consecutive
+ * floats: the kernels read the padded image itself, never an unfolded copy
+ * of it. Each output row is taken in vectors of 8, its last one through a
+ * mask, so nothing outside the outputs is stored or summed.
  *
  * Elsewhere (other CPUs and compilers) cconv_direct_supported() is 0 and the
  * convolution runs on its GEMM path; the kernels are then empty stubs.
@@ -43,55 +43,92 @@ static int cconv_direct_supported(void)
 
 #ifdef CCONV_DIRECT_X86
 
-/* out[i][0 : 8*vectors] for the 4 output channels of `packed` (taps x 4,
-   channel fastest) = sum over taps k of packed[k][i] * x[offsets[k] + q]. */
+/* One block: 4 output channels by `vectors` vectors of 8 positions. Vector j
+   reads x + base[j] + offsets[k] for tap k and is stored at out + out_base[j]
+   through `mask[j]` (its first lanes when the row ends inside it). Channels
+   past out_channels are not stored. */
 static inline __attribute__((always_inline)) CCONV_AVX2 void
-cconv_forward_block(const float *x, const ptrdiff_t *offsets, ptrdiff_t taps,
-                    const float *packed, float *out, ptrdiff_t out_stride, const int vectors)
+cconv_forward_block(const float *x, const ptrdiff_t *base, const ptrdiff_t *offsets,
+                    ptrdiff_t taps, const float *packed, const float *bias,
+                    ptrdiff_t out_channels, float *out, const ptrdiff_t *out_base,
+                    ptrdiff_t out_stride, const __m256i *mask, const int *full,
+                    const int vectors)
 {
     __m256 acc[CCONV_DIRECT_FILTERS][3];
-    for (int i = 0; i < CCONV_DIRECT_FILTERS; i++)
+    for (int i = 0; i < CCONV_DIRECT_FILTERS; i++) {
+        __m256 b = _mm256_set1_ps(bias != NULL && i < out_channels ? bias[i] : 0.0f);
         for (int j = 0; j < vectors; j++)
-            acc[i][j] = _mm256_setzero_ps();
+            acc[i][j] = b;
+    }
+    const float *x0 = x + base[0], *x1 = x + base[1], *x2 = x + base[vectors - 1];
     for (ptrdiff_t k = 0; k < taps; k++) {
-        const float *xk = x + offsets[k];
+        const ptrdiff_t offset = offsets[k];
         const float *wk = packed + CCONV_DIRECT_FILTERS * k;
         __m256 xv[3];
-        for (int j = 0; j < vectors; j++)
-            xv[j] = _mm256_loadu_ps(xk + CCONV_DIRECT_LANES * j);
+        xv[0] = _mm256_loadu_ps(x0 + offset);
+        xv[1] = _mm256_loadu_ps(x1 + offset);
+        if (vectors == 3)
+            xv[2] = _mm256_loadu_ps(x2 + offset);
         for (int i = 0; i < CCONV_DIRECT_FILTERS; i++) {
             __m256 w = _mm256_broadcast_ss(wk + i);
             for (int j = 0; j < vectors; j++)
                 acc[i][j] = _mm256_fmadd_ps(w, xv[j], acc[i][j]);
         }
     }
-    for (int i = 0; i < CCONV_DIRECT_FILTERS; i++)
-        for (int j = 0; j < vectors; j++)
-            _mm256_storeu_ps(out + i * out_stride + CCONV_DIRECT_LANES * j, acc[i][j]);
+    for (int i = 0; i < CCONV_DIRECT_FILTERS && i < out_channels; i++)
+        for (int j = 0; j < vectors; j++) {
+            float *dst = out + i * out_stride + out_base[j];
+            if (full[j])
+                _mm256_storeu_ps(dst, acc[i][j]);
+            else
+                _mm256_maskstore_ps(dst, mask[j], acc[i][j]);
+        }
 }
 
 /*
- * out[o][q] = sum over taps k of w[o][k] * x[offsets[k] + q], for o below
- * out_channels (a multiple of 4) and q below positions (a multiple of
- * 8*vectors, vectors 2 or 3). `packed` holds the filters in blocks of 4
- * output channels: packed[(o/4)*taps*4 + k*4 + o%4] = w[o][k]. x must be
- * readable at every offsets[k] + q.
+ * out[o][r*row_length + c] = bias[o] (0 when bias is NULL) + sum over taps k
+ * of w[o][k] * x[offsets[k] + r*x_row_stride + c], for o < out_channels,
+ * r < rows and c < row_length. `packed` holds the filters in blocks of 4
+ * output channels, zeros past out_channels:
+ * packed[(o/4)*taps*4 + k*4 + o%4] = w[o][k]. Each output row is computed
+ * in vectors of 8 (the last one stored through a mask), `vectors` (2 or 3)
+ * vectors per block; x must be readable 7 floats past every row it reads.
  */
 static CCONV_AVX2 void
-cconv_direct_forward_f32(const float *x, const ptrdiff_t *offsets, ptrdiff_t taps,
-                         const float *packed, ptrdiff_t out_channels,
-                         ptrdiff_t positions, int vectors, float *out, ptrdiff_t out_stride)
+cconv_direct_forward_f32(const float *x, ptrdiff_t x_row_stride, const ptrdiff_t *offsets,
+                         ptrdiff_t taps, const float *packed, const float *bias,
+                         ptrdiff_t out_channels, ptrdiff_t rows, ptrdiff_t row_length,
+                         int vectors, float *out, ptrdiff_t out_stride)
 {
-    const ptrdiff_t step = CCONV_DIRECT_LANES * vectors;
-    for (ptrdiff_t q = 0; q < positions; q += step)
+    const ptrdiff_t per_row = (row_length + CCONV_DIRECT_LANES - 1) / CCONV_DIRECT_LANES;
+    const ptrdiff_t total = rows * per_row;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int tail = (int)(row_length - (per_row - 1) * CCONV_DIRECT_LANES);
+    const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), lane);
+    for (ptrdiff_t v = 0; v < total; v += vectors) {
+        ptrdiff_t base[3], out_base[3];
+        __m256i mask[3];
+        int full[3];
+        for (int j = 0; j < vectors; j++) {
+            /* the last block repeats the last vector: the same values stored twice */
+            ptrdiff_t u = v + j < total ? v + j : total - 1;
+            ptrdiff_t r = u / per_row, c = (u % per_row) * CCONV_DIRECT_LANES;
+            base[j] = r * x_row_stride + c;
+            out_base[j] = r * row_length + c;
+            full[j] = c + CCONV_DIRECT_LANES <= row_length;
+            mask[j] = tail_mask;
+        }
         for (ptrdiff_t o = 0; o < out_channels; o += CCONV_DIRECT_FILTERS) {
             const float *w = packed + o * taps;
-            float *dst = out + o * out_stride + q;
+            const float *b = bias != NULL ? bias + o : NULL;
             if (vectors == 3)
-                cconv_forward_block(x + q, offsets, taps, w, dst, out_stride, 3);
+                cconv_forward_block(x, base, offsets, taps, w, b, out_channels - o,
+                                    out + o * out_stride, out_base, out_stride, mask, full, 3);
             else
-                cconv_forward_block(x + q, offsets, taps, w, dst, out_stride, 2);
+                cconv_forward_block(x, base, offsets, taps, w, b, out_channels - o,
+                                    out + o * out_stride, out_base, out_stride, mask, full, 2);
         }
+    }
 }
 
 static inline CCONV_AVX2 float cconv_sum_lanes(__m256 v)
@@ -177,12 +214,14 @@ cconv_direct_weight_grad_f32(const float *x, ptrdiff_t x_item_stride, ptrdiff_t 
 #else  /* no AVX2 kernels: never called, since cconv_direct_supported() is 0 */
 
 static void
-cconv_direct_forward_f32(const float *x, const ptrdiff_t *offsets, ptrdiff_t taps,
-                         const float *packed, ptrdiff_t out_channels,
-                         ptrdiff_t positions, int vectors, float *out, ptrdiff_t out_stride)
+cconv_direct_forward_f32(const float *x, ptrdiff_t x_row_stride, const ptrdiff_t *offsets,
+                         ptrdiff_t taps, const float *packed, const float *bias,
+                         ptrdiff_t out_channels, ptrdiff_t rows, ptrdiff_t row_length,
+                         int vectors, float *out, ptrdiff_t out_stride)
 {
-    (void)x; (void)offsets; (void)taps; (void)packed; (void)out_channels;
-    (void)positions; (void)vectors; (void)out; (void)out_stride;
+    (void)x; (void)x_row_stride; (void)offsets; (void)taps; (void)packed; (void)bias;
+    (void)out_channels; (void)rows; (void)row_length; (void)vectors; (void)out;
+    (void)out_stride;
 }
 
 static void
