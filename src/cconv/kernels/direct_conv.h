@@ -44,14 +44,14 @@ static int cconv_direct_supported(void)
 #ifdef CCONV_DIRECT_X86
 
 /* One block: 4 output channels by `vectors` vectors of 8 positions. Vector j
-   reads x + base[j] + offsets[k] for tap k and is stored at out + out_base[j]
-   through `mask[j]` (its first lanes when the row ends inside it). Channels
+   reads x + base[j] + offsets[k] for tap k and is stored at out + out_base[j],
+   through `tail_mask` (the lanes left in its row) unless full[j]. Channels
    past out_channels are not stored. */
 static inline __attribute__((always_inline)) CCONV_AVX2 void
 cconv_forward_block(const float *x, const ptrdiff_t *base, const ptrdiff_t *offsets,
                     ptrdiff_t taps, const float *packed, const float *bias,
                     ptrdiff_t out_channels, float *out, const ptrdiff_t *out_base,
-                    ptrdiff_t out_stride, const __m256i *mask, const int *full,
+                    ptrdiff_t out_stride, __m256i tail_mask, const int *full,
                     const int vectors)
 {
     __m256 acc[CCONV_DIRECT_FILTERS][3];
@@ -81,7 +81,7 @@ cconv_forward_block(const float *x, const ptrdiff_t *base, const ptrdiff_t *offs
             if (full[j])
                 _mm256_storeu_ps(dst, acc[i][j]);
             else
-                _mm256_maskstore_ps(dst, mask[j], acc[i][j]);
+                _mm256_maskstore_ps(dst, tail_mask, acc[i][j]);
         }
 }
 
@@ -107,7 +107,6 @@ cconv_direct_forward_f32(const float *x, ptrdiff_t x_row_stride, const ptrdiff_t
     const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), lane);
     for (ptrdiff_t v = 0; v < total; v += vectors) {
         ptrdiff_t base[3], out_base[3];
-        __m256i mask[3];
         int full[3];
         for (int j = 0; j < vectors; j++) {
             /* the last block repeats the last vector: the same values stored twice */
@@ -116,17 +115,16 @@ cconv_direct_forward_f32(const float *x, ptrdiff_t x_row_stride, const ptrdiff_t
             base[j] = r * x_row_stride + c;
             out_base[j] = r * row_length + c;
             full[j] = c + CCONV_DIRECT_LANES <= row_length;
-            mask[j] = tail_mask;
         }
         for (ptrdiff_t o = 0; o < out_channels; o += CCONV_DIRECT_FILTERS) {
             const float *w = packed + o * taps;
             const float *b = bias != NULL ? bias + o : NULL;
             if (vectors == 3)
                 cconv_forward_block(x, base, offsets, taps, w, b, out_channels - o,
-                                    out + o * out_stride, out_base, out_stride, mask, full, 3);
+                                    out + o * out_stride, out_base, out_stride, tail_mask, full, 3);
             else
                 cconv_forward_block(x, base, offsets, taps, w, b, out_channels - o,
-                                    out + o * out_stride, out_base, out_stride, mask, full, 2);
+                                    out + o * out_stride, out_base, out_stride, tail_mask, full, 2);
         }
     }
 }
