@@ -1,5 +1,8 @@
 # Inline functions shared by the kernel modules (no C API of their own).
 
+from cython cimport floating
+from cython.parallel cimport prange
+
 
 cdef inline Py_ssize_t clip_low(Py_ssize_t start) noexcept nogil:
     """First in-bounds offset of a window that starts at ``start`` (may be < 0)."""
@@ -117,3 +120,31 @@ cdef inline Tile tile_at(const Window* g, const Tiling* t, Py_ssize_t index) noe
     tile.ox0 = (index % t.tiles_w) * t.tile_w
     tile.ox1 = min(tile.ox0 + t.tile_w, g.out_w)
     return tile
+
+
+cdef inline floating sum_in_order(const floating* values, Py_ssize_t count,
+                                  Py_ssize_t step) noexcept nogil:
+    """values[0] + values[step] + ... + values[(count - 1)*step], added in that order."""
+    cdef floating total = 0
+    cdef Py_ssize_t i
+    for i in range(count):
+        total = total + values[i * step]
+    return total
+
+
+cdef inline void add_chunks_in_order(const floating* partials, Py_ssize_t n_chunks,
+                                     Py_ssize_t partial_size, Py_ssize_t filters, Py_ssize_t taps,
+                                     Py_ssize_t filter_step, Py_ssize_t tap_step,
+                                     floating* dw, floating* db, int num_threads) noexcept nogil:
+    """dW (filters, taps) and db of the convolutions' backward passes: their chunks' sums, added in order.
+
+    Chunk c's dW entry (f, k) is partials[c*partial_size + f*filter_step +
+    k*tap_step], its db entries follow its filters*taps dW entries. In
+    parallel over the filters; the result does not depend on the thread count.
+    """
+    cdef Py_ssize_t f, k
+    for f in prange(filters, schedule="static", num_threads=num_threads):
+        for k in range(taps):
+            dw[f * taps + k] = sum_in_order(partials + f * filter_step + k * tap_step,
+                                            n_chunks, partial_size)
+        db[f] = sum_in_order(partials + filters * taps + f, n_chunks, partial_size)

@@ -20,8 +20,8 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from cconv.kernels._common cimport (
-    BACKWARD_CHUNKS, Tile, Tiling, Window, clamp_threads, make_tiling, make_window, tile_at,
-    window_size,
+    BACKWARD_CHUNKS, Tile, Tiling, Window, add_chunks_in_order, clamp_threads, make_tiling,
+    make_window, sum_in_order, tile_at, window_size,
 )
 from cconv.kernels.direct cimport (
     direct_applies, direct_applies_to_input_grad, direct_conv2d, direct_conv2d_backward,
@@ -139,21 +139,15 @@ cdef inline void _backward_chunk(const floating* dout_data, const char* x_data,
     """
     cdef Py_ssize_t K = window_size(g), P = g.out_h * g.out_w
     cdef Py_ssize_t image_size = g.channels * g.height * g.width
-    cdef Py_ssize_t n, f, p, tile, p0, m
+    cdef Py_ssize_t n, f, tile, p0, m
     cdef Tile tb
     cdef const floating* dout_n
-    cdef const floating* row
-    cdef floating total
     memset(dwt, 0, FN * K * sizeof(floating))
     memset(db, 0, FN * sizeof(floating))
     for n in range(n0, n1):
         dout_n = dout_data + n * FN * P
         for f in range(FN):
-            row = dout_n + f * P
-            total = 0
-            for p in range(P):
-                total = total + row[p]
-            db[f] += total
+            db[f] += sum_in_order(dout_n + f * P, P, 1)
         if dcols != NULL:
             memset(dx_data + n * image_size, 0, image_size * sizeof(floating))
         for tile in range(t.tiles_h * t.tiles_w):
@@ -222,11 +216,10 @@ cdef int conv2d_backward_core(const floating[:, :, :, ::1] dout, const floating[
     cdef floating* dw_data = &dweight[0, 0, 0, 0]
     cdef floating* db_data = &dbias[0]
     cdef floating* dx_data = &dx[0, 0, 0, 0] if need_input_grad else NULL
-    cdef Py_ssize_t chunk, f, k
+    cdef Py_ssize_t chunk
     cdef floating* cols
     cdef floating* dcols
     cdef floating* partial
-    cdef floating total
     for chunk in prange(n_chunks, schedule="static", num_threads=num_threads):
         cols = work + threadid() * buffers * tile_size
         dcols = cols + tile_size if need_input_grad else NULL
@@ -234,17 +227,9 @@ cdef int conv2d_backward_core(const floating[:, :, :, ::1] dout, const floating[
         _backward_chunk(&dout[0, 0, 0, 0], x_data, s_n, s_c, s_h, s_w, &weight[0, 0, 0, 0],
                         &g, &t, FN, chunk * N // n_chunks, (chunk + 1) * N // n_chunks,
                         cols, dcols, dx_data, partial, partial + FN * K)
-    # Add the chunks in order, in parallel over the filters.
-    for f in prange(FN, schedule="static", num_threads=num_threads):
-        for k in range(K):
-            total = 0
-            for chunk in range(n_chunks):
-                total = total + partials[chunk * partial_size + k * FN + f]
-            dw_data[f * K + k] = total
-        total = 0
-        for chunk in range(n_chunks):
-            total = total + partials[chunk * partial_size + FN * K + f]
-        db_data[f] = total
+    # The chunks hold dW^T (K, FN).
+    add_chunks_in_order(partials, n_chunks, partial_size, FN, K, 1, FN, dw_data, db_data,
+                        num_threads)
     free(work)
     return 0
 

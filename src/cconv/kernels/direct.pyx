@@ -25,7 +25,7 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from cconv.kernels._common cimport BACKWARD_CHUNKS, clamp_threads
+from cconv.kernels._common cimport BACKWARD_CHUNKS, add_chunks_in_order, clamp_threads, sum_in_order
 
 
 cdef extern from "direct_conv.h" nogil:
@@ -270,18 +270,12 @@ cdef void _weight_grad_chunk(const float* dout, const char* x_data, Py_ssize_t s
     """
     cdef Py_ssize_t out_size = p.out_channels * p.out_h * p.out_w
     cdef Py_ssize_t positions = p.out_h * p.out_w
-    cdef Py_ssize_t n, f, q, band, oy0, rows, items, t
-    cdef const float* row
-    cdef float total
+    cdef Py_ssize_t n, f, band, oy0, rows, items, t
     memset(dw, 0, p.out_channels * p.taps * sizeof(float))
     memset(db, 0, p.out_channels * sizeof(float))
     for n in range(n0, n1):
         for f in range(p.out_channels):
-            row = dout + n * out_size + f * positions
-            total = 0
-            for q in range(positions):
-                total = total + row[q]
-            db[f] += total
+            db[f] += sum_in_order(dout + n * out_size + f * positions, positions, 1)
     n = n0
     while n < n1:
         if p.bands == 1:
@@ -327,10 +321,8 @@ cdef int direct_conv2d_backward(const float[:, :, :, ::1] dout, const float[:, :
     cdef float* partials = <float*>malloc(n_chunks * partial_size * sizeof(float))
     cdef const char* x_data = <const char*>&x[0, 0, 0, 0]
     cdef Py_ssize_t s_n = x.strides[0], s_c = x.strides[1], s_h = x.strides[2], s_w = x.strides[3]
-    cdef float* dw_data = &dweight[0, 0, 0, 0]
-    cdef Py_ssize_t chunk, f, k
+    cdef Py_ssize_t chunk
     cdef float* partial
-    cdef float total
     cdef int status = 0
     if work == NULL or offsets == NULL or partials == NULL:
         free(work)
@@ -343,17 +335,8 @@ cdef int direct_conv2d_backward(const float[:, :, :, ::1] dout, const float[:, :
                            chunk * N // n_chunks, (chunk + 1) * N // n_chunks,
                            work + threadid() * work_size, offsets + threadid() * p.taps,
                            partial, partial + FN * p.taps)
-    # Add the chunks in order, in parallel over the filters.
-    for f in prange(FN, schedule="static", num_threads=chunk_threads):
-        for k in range(p.taps):
-            total = 0
-            for chunk in range(n_chunks):
-                total = total + partials[chunk * partial_size + f * p.taps + k]
-            dw_data[f * p.taps + k] = total
-        total = 0
-        for chunk in range(n_chunks):
-            total = total + partials[chunk * partial_size + FN * p.taps + f]
-        dbias[f] = total
+    add_chunks_in_order(partials, n_chunks, partial_size, FN, p.taps, p.taps, 1,
+                        &dweight[0, 0, 0, 0], &dbias[0], chunk_threads)
     free(work)
     free(offsets)
     free(partials)
