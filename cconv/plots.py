@@ -40,7 +40,7 @@ import numpy as np
 
 from cconv._atomic import atomic_write_bytes
 from cconv.layers import AvgPooling, Convolution, Pooling, Relu, Sigmoid
-from cconv.nets._base import _TRAIN_FLG_LAYERS
+from cconv.nets._base import Network, forward_layers, named_layers
 
 __all__ = [
     "accuracy_figure",
@@ -82,8 +82,6 @@ _MAP_TOP = 0.1
 #: Layers recorded together with the Convolution they follow.
 _ACTIVATIONS = (Relu, Sigmoid)
 _POOLINGS = (Pooling, AvgPooling)
-#: Name prefixes of the layers of a network whose ``layers`` is a list (DeepConvNet).
-_PREFIXES = {Convolution: "Conv", Pooling: "Pool", AvgPooling: "Pool"}
 
 
 # --------------------------------------------------------------------------
@@ -717,41 +715,24 @@ def misclassified_figure(
 # --------------------------------------------------------------------------
 
 
-def _named_layers(network):
-    """``(name, layer)`` in forward order: the keys of an OrderedDict ``layers``, else made up.
+def _forward_pass(network):
+    """A function that runs a batch through ``network`` and yields ``(name, layer, output)``.
 
-    The layers of a list (the book's DeepConvNet) are named by kind and rank:
-    ``Conv1``, ``Relu1``, ``Conv2``, ..., ``Pool1``, ``Affine1``.
+    ``network.forward_layers`` for a cconv network; for a book network (any
+    object with a ``layers`` OrderedDict or list), the same walk, its layers
+    named as :func:`cconv.nets._base.named_layers` names them.
     """
+    if isinstance(network, Network):
+        return network.forward_layers
     layers = getattr(network, "layers", None)
-    if isinstance(layers, dict):
-        return list(layers.items())
-    if isinstance(layers, (list, tuple)):
-        counts = {}
-        named = []
-        for layer in layers:
-            prefix = _PREFIXES.get(type(layer), type(layer).__name__)
-            counts[prefix] = counts.get(prefix, 0) + 1
-            named.append((f"{prefix}{counts[prefix]}", layer))
-        return named
-    raise TypeError(
-        "network must have a `layers` OrderedDict or list (a cconv or book network), "
-        f"got {type(network).__name__} with layers={type(layers).__name__}"
-    )
-
-
-def _forward_layers(named_layers, x):
-    """Yield ``(name, layer, output)`` for each layer, as ``Network.predict(x)`` runs them.
-
-    In test mode: the layers that take ``train_flg`` (Dropout,
-    BatchNormalization) get ``False``. (A candidate for a ``Network`` method.)
-    """
-    for name, layer in named_layers:
-        if isinstance(layer, _TRAIN_FLG_LAYERS):
-            x = layer.forward(x, False)
-        else:
-            x = layer.forward(x)
-        yield name, layer, x
+    try:
+        named = named_layers(layers)
+    except TypeError:
+        raise TypeError(
+            "network must have a `layers` OrderedDict or list (a cconv or book network), "
+            f"got {type(network).__name__} with layers={type(layers).__name__}"
+        ) from None
+    return lambda batch: forward_layers(named, batch)
 
 
 def layer_activations(network, x):
@@ -790,7 +771,7 @@ def layer_activations(network, x):
     TypeError
         ``network`` without layers, ``x`` not numbers.
     """
-    named_layers = _named_layers(network)
+    forward_pass = _forward_pass(network)
     x = _real_array(x, "x")
     if x.ndim not in (3, 4):
         raise ValueError(f"x must be one image (C, H, W) or a batch (N, C, H, W), got {x.shape}")
@@ -802,7 +783,7 @@ def layer_activations(network, x):
 
     records = []
     pending = None  # a Convolution's (name, output), until we see whether an activation follows
-    for name, layer, out in _forward_layers(named_layers, batch):
+    for name, layer, out in forward_pass(batch):
         if pending is not None:
             if isinstance(layer, _ACTIVATIONS):
                 records.append((f"{pending[0]}+{name}", out))

@@ -18,6 +18,13 @@ and builds
 * ``self.last_layer``: a ``SoftmaxWithLoss``;
 * ``self.config``: the constructor settings (JSON-serialisable), saved with the
   parameters so that :func:`cconv.nets.load_network` can rebuild the network.
+
+Beyond the book's interface, every network walks its own layers for others:
+:meth:`Network.named_layers`, :meth:`Network.forward_layers` (each layer's
+output, for the activations picture), :meth:`Network.predict_labels` (batched)
+and :meth:`Network.rngs` (its generators, for checkpoints). The functions
+behind them (:func:`named_layers`, :func:`forward_layers`,
+:func:`network_rngs`) also take the book's own networks.
 """
 
 import inspect
@@ -33,12 +40,24 @@ import numpy as np
 from cconv import params_io
 from cconv._blas import serial_blas
 from cconv.gradient import numerical_gradient
-from cconv.layers import Affine, BatchNormalization, Convolution, Dropout
+from cconv.layers import Affine, AvgPooling, BatchNormalization, Convolution, Dropout, Pooling
 
-__all__ = ["Network", "Weight", "WeightInit", "check_dtype", "conv_output_size", "init_scale"]
+__all__ = [
+    "Network",
+    "Weight",
+    "WeightInit",
+    "check_dtype",
+    "conv_output_size",
+    "forward_layers",
+    "init_scale",
+    "named_layers",
+    "network_rngs",
+]
 
 #: Layers whose ``forward`` takes ``train_flg``.
 _TRAIN_FLG_LAYERS = (Dropout, BatchNormalization)
+#: Name prefixes of the layers of a network whose ``layers`` is a list (DeepConvNet).
+_LIST_LAYER_PREFIXES = {Convolution: "Conv", Pooling: "Pool", AvgPooling: "Pool"}
 
 #: Default file of save_params/load_params, and the book's, which load_params falls back to.
 _DEFAULT_PARAMS_FILE = "params.npz"
@@ -259,9 +278,6 @@ class Network:
             self._links.append((layer, attr, key))
         return layer
 
-    def _layer_list(self):
-        return list(self.layers.values()) if isinstance(self.layers, dict) else list(self.layers)
-
     def _as_input(self, x):
         x = np.asarray(x)
         return x if x.dtype == self.dtype else x.astype(self.dtype)
@@ -278,11 +294,8 @@ class Network:
         """
         x = self._as_input(x)
         with serial_blas():
-            for layer in self._layer_list():
-                if isinstance(layer, _TRAIN_FLG_LAYERS):
-                    x = layer.forward(x, train_flg)
-                else:
-                    x = layer.forward(x)
+            for _, _, x in forward_layers(self.named_layers(), x, train_flg):
+                pass
         return x
 
     def loss(self, x, t, train_flg=True):
@@ -298,19 +311,49 @@ class Network:
         t = np.asarray(t)
         if t.ndim != 1:
             t = np.argmax(t, axis=1)
-        batch_size = check_positive_int(batch_size, "batch_size")
-        correct = 0
-        for start in range(0, x.shape[0], batch_size):
-            y = self.predict(x[start : start + batch_size], train_flg=False)
-            correct += int(np.sum(np.argmax(y, axis=1) == t[start : start + batch_size]))
+        correct = int(np.sum(self.predict_labels(x, batch_size) == t))
         return correct / x.shape[0]
+
+    # ------------------------------------------------------------------
+    # Beyond the book: what plots, the trainer and the command use
+    # ------------------------------------------------------------------
+
+    def named_layers(self):
+        """The layers in forward order as ``(name, layer)`` pairs (see :func:`named_layers`)."""
+        return named_layers(self.layers)
+
+    def forward_layers(self, x, train_flg=False):
+        """Run ``x`` through the layers; yield ``(name, layer, output)`` after each one.
+
+        ``x`` (N, C, H, W) is converted to the network's dtype; the last
+        output is :meth:`predict`'s scores. A caller may stop early (after
+        the feature maps, say). Like ``predict``, this overwrites the state
+        the layers keep for backward.
+        """
+        return forward_layers(self.named_layers(), self._as_input(x), train_flg)
+
+    def predict_labels(self, x, batch_size=100):
+        """Predicted class indices of ``x``, int64 of shape (N,), ``batch_size`` images at a time.
+
+        In test mode (``train_flg=False``); a last partial batch is predicted too.
+        """
+        batch_size = check_positive_int(batch_size, "batch_size")
+        labels = np.empty(x.shape[0], dtype=np.int64)
+        for start in range(0, x.shape[0], batch_size):
+            scores = self.predict(x[start : start + batch_size], train_flg=False)
+            labels[start : start + batch_size] = np.argmax(scores, axis=1)
+        return labels
+
+    def rngs(self):
+        """The network's own generators (its ``rng`` and its layers'), each once (see :func:`network_rngs`)."""
+        return network_rngs(self)
 
     def gradient(self, x, t):
         """Gradients of :meth:`loss` by backpropagation: a dict with the keys of ``params``."""
         with serial_blas():
             self.loss(x, t)
             dout = self.last_layer.backward(1)
-            first, *rest = self._layer_list()
+            first, *rest = [layer for _, layer in self.named_layers()]
             for layer in reversed(rest):
                 dout = layer.backward(dout)
             # Nothing uses the gradient of the input images: a first layer that
@@ -397,6 +440,60 @@ class Network:
                 UserWarning,
                 stacklevel=3,
             )
+
+
+def named_layers(layers):
+    """``(name, layer)`` pairs in forward order, for ``layers`` as a dict or a list (the book has both).
+
+    A dict (the book's ``OrderedDict``) gives its keys. A list (the book's
+    ``DeepConvNet``) gets names by kind and rank: ``Conv1``, ``Relu1``,
+    ``Conv2``, ..., ``Pool1``, ``Affine1`` (each pooling kind counts as ``Pool``).
+    ``TypeError`` for anything else.
+    """
+    if isinstance(layers, dict):
+        return list(layers.items())
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(
+            "a network's layers must be an OrderedDict or a list (a cconv or book network), "
+            f"got {type(layers).__name__}"
+        )
+    counts = {}
+    named = []
+    for layer in layers:
+        prefix = _LIST_LAYER_PREFIXES.get(type(layer), type(layer).__name__)
+        counts[prefix] = counts.get(prefix, 0) + 1
+        named.append((f"{prefix}{counts[prefix]}", layer))
+    return named
+
+
+def forward_layers(named, x, train_flg=False):
+    """Yield ``(name, layer, output)`` for each ``(name, layer)`` of ``named``, feeding each output on.
+
+    ``train_flg`` reaches the layers whose forward takes it (Dropout,
+    BatchNormalization), as the book's ``predict`` does.
+    """
+    for name, layer in named:
+        if isinstance(layer, _TRAIN_FLG_LAYERS):
+            x = layer.forward(x, train_flg)
+        else:
+            x = layer.forward(x)
+        yield name, layer, x
+
+
+def network_rngs(network):
+    """The generators a network draws from itself: ``network.rng`` and its layers' ``rng``, each once.
+
+    Only numpy ``Generator`` and ``RandomState`` objects count (``None``
+    means the global ``np.random``). Works for any object with the book's
+    ``layers`` (a dict or a list), not only cconv networks.
+    """
+    layers = getattr(network, "layers", None) or ()
+    found = {}
+    for owner in (network, *(layer for _, layer in named_layers(layers))):
+        rng = getattr(owner, "rng", None)
+        if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            found.setdefault(id(rng), rng)
+    return list(found.values())
 
 
 def _jsonable(value):
