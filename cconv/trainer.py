@@ -39,10 +39,8 @@ Checkpoints are written when an epoch's last step is done.
 """
 
 import contextlib
-import json
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -51,20 +49,15 @@ from fractions import Fraction
 
 import numpy as np
 
-from cconv._atomic import atomic_save_npz, check_writable_dir, fsync_dir, remove_stale_temp_files
+from cconv import checkpoint as _checkpoint
+from cconv._atomic import check_writable_dir, remove_stale_temp_files
 from cconv._progress import ProgressBar
+from cconv.checkpoint import Checkpoint, CheckpointError, latest_checkpoint
+from cconv.nets._base import network_rngs
 
+# CheckpointError and latest_checkpoint live in cconv.checkpoint; they are
+# importable from here as they always were.
 __all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "latest_checkpoint"]
-
-CHECKPOINT_FORMAT = "cconv.trainer.checkpoint"
-CHECKPOINT_VERSION = 1
-_CHECKPOINT_NAME = re.compile(r"^epoch-(\d+)\.npz$")
-_BIT_GENERATORS = {
-    cls.__name__: cls
-    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)
-}
-# How a Python value in an optimizer's state_dict is stored and given back.
-_SCALAR_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
 
 
 class TrainingDiverged(RuntimeError):
@@ -90,30 +83,6 @@ class TrainingDiverged(RuntimeError):
         self.checkpoint = checkpoint
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used: unreadable, or made for another run or network."""
-
-
-def _checkpoint_files(directory):
-    """``{epoch: path}`` of the checkpoints in ``directory`` (empty if it does not exist)."""
-    try:
-        names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    found = {}
-    for name in names:
-        match = _CHECKPOINT_NAME.match(name)
-        if match:
-            found[int(match.group(1))] = os.path.join(directory, name)
-    return found
-
-
-def latest_checkpoint(directory):
-    """Path of the newest checkpoint (highest epoch) in ``directory``, or ``None``."""
-    found = _checkpoint_files(directory)
-    return found[max(found)] if found else None
-
-
 @contextlib.contextmanager
 def _sigint_deferred():
     """Hold Ctrl-C back until the block is done, then deliver it.
@@ -136,42 +105,6 @@ def _sigint_deferred():
                 previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
             elif previous in (signal.SIG_DFL, None):
                 signal.raise_signal(signal.SIGINT)
-
-
-def _get_rng_state(rng):
-    """The state dict of a Generator, a RandomState or (``np.random``) the global one."""
-    if isinstance(rng, np.random.Generator):
-        return rng.bit_generator.state
-    return rng.get_state(legacy=False)
-
-
-def _rng_json(state):
-    """A state (or a list of states) as JSON in a 0-d unicode array; MT19937's key array becomes a list."""
-    return np.array(json.dumps(state, default=lambda array: np.asarray(array).tolist()))
-
-
-def _set_rng_state(rng, state):
-    """Put a state from :func:`_get_rng_state` (also read back from JSON) into ``rng``, in place."""
-    if isinstance(rng, np.random.Generator):
-        rng.bit_generator.state = state
-    else:
-        rng.set_state(state)
-
-
-def _network_rngs(network):
-    """The network's own generators: ``network.rng`` and its layers' ``rng`` (dropout), each once.
-
-    ``network.layers`` may be a dict or a list, as in the book.
-    """
-    layers = getattr(network, "layers", None) or ()
-    if isinstance(layers, dict):
-        layers = layers.values()
-    found = {}
-    for owner in (network, *layers):
-        rng = getattr(owner, "rng", None)
-        if isinstance(rng, (np.random.Generator, np.random.RandomState)):
-            found.setdefault(id(rng), rng)
-    return list(found.values())
 
 
 def _json_number(value):
@@ -248,6 +181,16 @@ class Trainer:
         infinite loss stops training before the update; a step then costs
         one forward pass less. With dropout the two choices draw different
         masks, so they follow different trajectories.
+    epoch_end_accuracy : bool
+        Also measure the accuracies after each epoch's *last* step, on the same
+        samples as the book's per-epoch ones (which come after its first
+        step); they are the ``end_train_acc``/``end_test_acc`` of the epoch's
+        ``history`` entry, saved in its checkpoint. Their time counts as
+        evaluation, not training; they draw no random numbers.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(entry)`` with the ``history`` entry of each
+        completed epoch, once its checkpoint (if any) is on disk. Exceptions
+        it raises stop training, as one in a step would.
 
     Attributes
     ----------
@@ -271,6 +214,9 @@ class Trainer:
         Accuracy on the whole test set after :meth:`train`.
     checkpoint_path : str or None
         The newest checkpoint written or loaded.
+    epoch, checkpoint_epoch : int
+        Read-only: epochs completed (``len(history)``); epochs that
+        ``checkpoint_path`` holds (``None`` without one).
 
     Raises
     ------
@@ -304,6 +250,8 @@ class Trainer:
         progress=True,
         keep_checkpoints=2,
         loss_from_gradient_pass=False,
+        epoch_end_accuracy=False,
+        on_epoch_end=None,
     ):
         self.network = network
         if not isinstance(loss_from_gradient_pass, (bool, np.bool_)):
@@ -312,6 +260,10 @@ class Trainer:
                 f"{type(loss_from_gradient_pass).__name__} {loss_from_gradient_pass!r}"
             )
         self.loss_from_gradient_pass = bool(loss_from_gradient_pass)
+        self.epoch_end_accuracy = bool(epoch_end_accuracy)
+        if on_epoch_end is not None and not callable(on_epoch_end):
+            raise TypeError(f"on_epoch_end must be callable or None, got {type(on_epoch_end).__name__}")
+        self.on_epoch_end = on_epoch_end
         self.verbose = verbose
         self.x_train = x_train
         self.t_train = t_train
@@ -352,6 +304,8 @@ class Trainer:
             self._progress_stream = progress
         self._bar = None
         self._eval_seconds = 0.0
+        self._end_accuracies = None  # (iteration, train_acc, test_acc) after the last epoch's last step
+        self._reported_iteration = None  # end_iteration of the last epoch given to on_epoch_end
 
         if keep_checkpoints is not None and keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints: expected an int >= 1 or None, got {keep_checkpoints!r}")
@@ -419,7 +373,7 @@ class Trainer:
             )
         self.checkpoint_dir = check_writable_dir(checkpoint_dir, "checkpoint_dir")
         # A process killed while writing a checkpoint left its temporary file.
-        remove_stale_temp_files(self.checkpoint_dir, _CHECKPOINT_NAME.match)
+        remove_stale_temp_files(self.checkpoint_dir, _checkpoint.is_checkpoint_name)
         path = latest_checkpoint(self.checkpoint_dir)
         if path is None:
             if resume:
@@ -509,14 +463,7 @@ class Trainer:
     def _evaluate(self):
         start = time.perf_counter()
         with self._bar.paused() if self._bar is not None else contextlib.nullcontext():
-            x_train, t_train = self.x_train, self.t_train
-            x_test, t_test = self.x_test, self.t_test
-            n = self.evaluate_sample_num_per_epoch
-            if n is not None:
-                x_train, t_train = x_train[:n], t_train[:n]
-                x_test, t_test = x_test[:n], t_test[:n]
-            train_acc = self.network.accuracy(x_train, t_train)
-            test_acc = self.network.accuracy(x_test, t_test)
+            train_acc, test_acc = self._accuracies()
             self.train_acc_list.append(train_acc)
             self.test_acc_list.append(test_acc)
             if self.verbose:
@@ -524,6 +471,21 @@ class Trainer:
                     "=== epoch:" + str(self.current_epoch) + ", train acc:" + str(train_acc)
                     + ", test acc:" + str(test_acc) + " ==="
                 )
+        self._eval_seconds += time.perf_counter() - start
+
+    def _accuracies(self):
+        """Train and test accuracy on the first ``evaluate_sample_num_per_epoch`` samples (all: None)."""
+        n = self.evaluate_sample_num_per_epoch
+        return (
+            self.network.accuracy(self.x_train[:n], self.t_train[:n]),
+            self.network.accuracy(self.x_test[:n], self.t_test[:n]),
+        )
+
+    def _measure_epoch_end(self):
+        """With ``epoch_end_accuracy``: the accuracies after the epoch's last step (evaluation time)."""
+        start = time.perf_counter()
+        train_acc, test_acc = self._accuracies()
+        self._end_accuracies = (self.current_iter, float(train_acc), float(test_acc))
         self._eval_seconds += time.perf_counter() - start
 
     def _diverged(self, loss, iteration):
@@ -577,6 +539,8 @@ class Trainer:
                 while self.current_iter < end:
                     loss = self.train_step()
                     self._bar.update(items=self.batch_size, loss=loss)
+                if self.epoch_end_accuracy:
+                    self._measure_epoch_end()
             with _sigint_deferred():
                 self._finish_epoch(steps, first_loss, start)
         except KeyboardInterrupt:
@@ -592,25 +556,39 @@ class Trainer:
             self._bar = None
 
     def _finish_epoch(self, steps, first_loss, start):
-        """Record the completed epoch in ``history`` and write its checkpoint (each once)."""
-        if not self.history or self.history[-1]["end_iteration"] != self.current_iter:
-            seconds = time.perf_counter() - start
-            train_seconds = seconds - self._eval_seconds
-            losses = self.train_loss_list[first_loss:]
-            self.history.append({
-                "epoch": self.current_epoch,
-                "iterations": steps,
-                "end_iteration": self.current_iter,
-                "seconds": seconds,
-                "train_seconds": train_seconds,
-                "eval_seconds": self._eval_seconds,
-                "images_per_sec": steps * self.batch_size / max(train_seconds, 1e-12),
-                "loss": _json_number(np.mean(losses)) if losses else None,
-                "train_acc": _json_number(self.train_acc_list[-1]) if self.train_acc_list else None,
-                "test_acc": _json_number(self.test_acc_list[-1]) if self.test_acc_list else None,
-            })
+        """Record the completed epoch in ``history``, write its checkpoint, call ``on_epoch_end`` (each once)."""
+        if self.history and self.history[-1]["end_iteration"] == self.current_iter:
+            entry = self.history[-1]
+        else:
+            entry = self._history_entry(steps, first_loss, start)
+            self.history.append(entry)
         if self.checkpoint_dir is not None and self._checkpoint_iteration != self.current_iter:
             self.save_checkpoint()
+        if self.on_epoch_end is not None and self._reported_iteration != self.current_iter:
+            self._reported_iteration = self.current_iter
+            self.on_epoch_end(entry)
+
+    def _history_entry(self, steps, first_loss, start):
+        """The ``history`` entry of the epoch that just ended (see the class docstring)."""
+        seconds = time.perf_counter() - start
+        train_seconds = seconds - self._eval_seconds
+        losses = self.train_loss_list[first_loss:]
+        entry = {
+            "epoch": self.current_epoch,
+            "iterations": steps,
+            "end_iteration": self.current_iter,
+            "seconds": seconds,
+            "train_seconds": train_seconds,
+            "eval_seconds": self._eval_seconds,
+            "images_per_sec": steps * self.batch_size / max(train_seconds, 1e-12),
+            "loss": _json_number(np.mean(losses)) if losses else None,
+            "train_acc": _json_number(self.train_acc_list[-1]) if self.train_acc_list else None,
+            "test_acc": _json_number(self.test_acc_list[-1]) if self.test_acc_list else None,
+        }
+        end = self._end_accuracies
+        if end is not None and end[0] == self.current_iter:
+            entry["end_train_acc"], entry["end_test_acc"] = end[1:]
+        return entry
 
     def _report_interrupt(self, epoch, completed):
         if not self.verbose:
@@ -632,6 +610,18 @@ class Trainer:
         if self._bar is not None:
             self._bar.clear()
         print(message, flush=True)
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def epoch(self):
+        """Epochs completed so far (entries in ``history``), resumed ones included."""
+        return len(self.history)
+
+    @property
+    def checkpoint_epoch(self):
+        """Completed epochs that :attr:`checkpoint_path` holds (``None`` without a checkpoint)."""
+        return self._checkpoint_epoch
 
     # -- results -----------------------------------------------------------
 
@@ -655,52 +645,31 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------
 
-    def _checkpoint_arrays(self):
-        arrays = {}
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
+    def _checkpoint(self):
+        """The state of the run as a :class:`~cconv.checkpoint.Checkpoint`."""
+        return Checkpoint(
+            run={**self._run_settings(), "epochs": float(self.epochs), "max_iter": self.max_iter,
+                 "network": type(self.network).__name__},
+            params=self.network.params,
+            optimizer_state=self.optimizer.state_dict(),
+            batch_rng_state=None if self._rng is None else self._rng.bit_generator.state,
+            global_rng_state=_checkpoint.get_rng_state(np.random),
+            network_rng_states=[_checkpoint.get_rng_state(rng) for rng in network_rngs(self.network)],
+            current_iter=self.current_iter,
+            current_epoch=self.current_epoch,
+            train_loss_list=self.train_loss_list,
+            train_acc_list=self.train_acc_list,
+            test_acc_list=self.test_acc_list,
+            history=self.history,
+        )
+
+    def _run_settings(self):
+        """What a checkpoint must share with this run to continue it."""
+        return {
             "train_size": int(self.train_size),
             "mini_batch_size": int(self.batch_size),
-            "epochs": float(self.epochs),
-            "max_iter": self.max_iter,
             "optimizer": type(self.optimizer).__name__,
-            "network": type(self.network).__name__,
-            "history": self.history,
-            "optimizer_kinds": {},
         }
-        for key, value in self.network.params.items():
-            arrays[f"params/{key}"] = np.asarray(value)
-        for key, value in self.optimizer.state_dict().items():
-            if isinstance(value, np.ndarray):
-                kind = "ndarray"
-            elif isinstance(value, np.generic):
-                kind = "numpy"
-            elif type(value).__name__ in _SCALAR_KINDS:
-                kind = type(value).__name__
-            elif value is None:
-                kind, value = "none", 0
-            else:
-                raise TypeError(
-                    f"optimizer state {key!r} is a {type(value).__name__}; a checkpoint holds "
-                    "numpy arrays, ints, floats, bools, strings and None only"
-                )
-            meta["optimizer_kinds"][key] = kind
-            arrays[f"optimizer/{key}"] = np.asarray(value)
-        arrays["meta"] = np.array(json.dumps(meta))
-        # Generator states as JSON in 0-d unicode arrays: the trainer's (null
-        # without a seed: the batches come from np.random), the network's own
-        # (dropout), and the global np.random (the batches without a seed, the
-        # book's dropout).
-        arrays["rng_state"] = _rng_json(None if self._rng is None else self._rng.bit_generator.state)
-        arrays["global_rng_state"] = _rng_json(_get_rng_state(np.random))
-        arrays["network_rng_states"] = _rng_json([_get_rng_state(rng) for rng in _network_rngs(self.network)])
-        arrays["current_iter"] = np.array(self.current_iter, dtype=np.int64)
-        arrays["current_epoch"] = np.array(self.current_epoch, dtype=np.int64)
-        for name in ("train_loss_list", "train_acc_list", "test_acc_list"):
-            values = getattr(self, name)
-            arrays[name] = np.asarray(values) if values else np.zeros(0)
-        return arrays
 
     def save_checkpoint(self, path=None):
         """Write the training state atomically to ``path`` (default: the epoch's file in ``checkpoint_dir``).
@@ -712,33 +681,20 @@ class Trainer:
         if default:
             if self.checkpoint_dir is None:
                 raise ValueError("save_checkpoint: no path given and no checkpoint_dir set")
-            path = os.path.join(self.checkpoint_dir, f"epoch-{self.current_epoch:04d}.npz")
+            path = _checkpoint.checkpoint_path(self.checkpoint_dir, self.current_epoch)
         path = os.path.abspath(os.fspath(path))
-        atomic_save_npz(path, self._checkpoint_arrays())
-        self.checkpoint_path = path
-        self._checkpoint_iteration = self.current_iter
-        self._checkpoint_epoch = self.current_epoch
+        self._checkpoint().write(path)
+        self._mark_checkpoint(path)
         if default:
-            self._prune_checkpoints()
+            _checkpoint.prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints)
         return path
-
-    def _prune_checkpoints(self):
-        if self.keep_checkpoints is None:
-            return
-        found = _checkpoint_files(self.checkpoint_dir)
-        removed = False
-        for epoch in sorted(found)[: -self.keep_checkpoints]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(found[epoch])
-                removed = True
-        if removed:
-            fsync_dir(self.checkpoint_dir)
 
     def load_checkpoint(self, path):
         """Restore the training state from a checkpoint written by :meth:`save_checkpoint`.
 
         Everything is checked before anything changes: the parameters must
-        have this network's keys, shapes and dtypes, and the checkpoint must
+        have this network's keys, shapes and dtypes (checked from each
+        entry's header, before its data is read), and the checkpoint must
         come from a run with this training-set size, mini-batch size and
         optimizer class. Parameters are copied into ``network.params`` in
         place (the layers keep sharing them).
@@ -749,93 +705,30 @@ class Trainer:
             If the file cannot be read or does not fit.
         """
         path = os.path.abspath(os.fspath(path))
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-            meta = json.loads(str(arrays.pop("meta")))
-            rng_state = json.loads(str(arrays.pop("rng_state")))
-            if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
-                raise ValueError(
-                    f"not a cconv trainer checkpoint of version {CHECKPOINT_VERSION} "
-                    f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
-                )
-            needed = {"current_iter", "current_epoch", "global_rng_state", "network_rng_states"}
-            needed |= {"train_loss_list", "train_acc_list", "test_acc_list"}
-            needed |= {f"optimizer/{key}" for key in meta["optimizer_kinds"]}
-            if needed - set(arrays):
-                raise KeyError(f"missing entries {sorted(needed - set(arrays))}")
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise CheckpointError(
-                f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
-                "delete it to resume from the one before"
-            ) from exc
-
-        problems = []
-        for what, saved, current in (
-            ("training-set size", meta["train_size"], int(self.train_size)),
-            ("mini_batch_size", meta["mini_batch_size"], int(self.batch_size)),
-            ("optimizer", meta["optimizer"], type(self.optimizer).__name__),
-        ):
-            if saved != current:
-                problems.append(f"{what} {saved!r} in the checkpoint, {current!r} here")
-        saved_params = {k.partition("/")[2]: v for k, v in arrays.items() if k.startswith("params/")}
         params = self.network.params
-        for key in sorted(set(saved_params) - set(params)):
-            problems.append(f"parameter {key!r} is in the checkpoint but not in the network")
-        for key in sorted(set(params) - set(saved_params)):
-            problems.append(f"parameter {key!r} of the network is missing from the checkpoint")
-        for key in sorted(set(params) & set(saved_params)):
-            have, got = np.asarray(params[key]), saved_params[key]
-            if have.shape != got.shape or have.dtype != got.dtype:
-                problems.append(
-                    f"parameter {key!r}: the network has shape {have.shape} {have.dtype}, "
-                    f"the checkpoint {got.shape} {got.dtype}"
-                )
-        rng_class = _BIT_GENERATORS.get(rng_state.get("bit_generator") if isinstance(rng_state, dict) else None)
-        network_rngs = _network_rngs(self.network)
-        network_rng_states = json.loads(str(arrays["network_rng_states"]))
-        if len(network_rng_states) != len(network_rngs):
-            problems.append(
-                f"the network draws from {len(network_rngs)} generator(s) of its own (rng of the network "
-                f"or its layers), the checkpoint holds the state of {len(network_rng_states)}"
-            )
-        if rng_class is None and rng_state is not None:  # None: the batches come from np.random
-            problems.append("the generator state names no known numpy bit generator")
+        saved = Checkpoint.read(path, params)
+        rngs = network_rngs(self.network)
+        problems = saved.misfits(self._run_settings(), params, rngs)
         if problems:
             raise CheckpointError(f"checkpoint {path} does not fit this training run: " + "; ".join(problems))
-
-        optimizer_state = {}
-        for key, kind in meta["optimizer_kinds"].items():
-            value = arrays[f"optimizer/{key}"]
-            if kind == "ndarray":
-                optimizer_state[key] = value
-            elif kind == "numpy":
-                optimizer_state[key] = value[()]
-            elif kind == "none":
-                optimizer_state[key] = None
-            else:
-                optimizer_state[key] = _SCALAR_KINDS[kind](value[()])
         try:
-            self.optimizer.load_state_dict(optimizer_state)  # checks, and changes nothing on error
+            self.optimizer.load_state_dict(saved.optimizer_state)  # checks, and changes nothing on error
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {path}: the optimizer state does not fit: {exc}") from exc
-        for key, value in saved_params.items():
+        for key, value in saved.params.items():
             params[key][...] = value
-        if rng_state is None:
-            self._rng = None
-        else:
-            self._rng = np.random.Generator(rng_class())
-            _set_rng_state(self._rng, rng_state)
-        _set_rng_state(np.random, json.loads(str(arrays["global_rng_state"])))
-        for rng, state in zip(network_rngs, network_rng_states):
-            _set_rng_state(rng, state)
-        self.current_iter = int(arrays["current_iter"])
-        self.current_epoch = int(arrays["current_epoch"])
-        # list(array) gives numpy scalars, as the lists of a running trainer hold
-        self.train_loss_list = list(arrays["train_loss_list"])
-        self.train_acc_list = list(arrays["train_acc_list"])
-        self.test_acc_list = list(arrays["test_acc_list"])
-        self.history = [dict(entry) for entry in meta["history"]]
+        self._rng = saved.batch_rng()
+        saved.restore_rngs(rngs)
+        self.current_iter = saved.current_iter
+        self.current_epoch = saved.current_epoch
+        self.train_loss_list = saved.train_loss_list
+        self.train_acc_list = saved.train_acc_list
+        self.test_acc_list = saved.test_acc_list
+        self.history = saved.history
+        self._mark_checkpoint(path)
+
+    def _mark_checkpoint(self, path):
+        """Record that ``path`` holds the current state."""
         self.checkpoint_path = path
         self._checkpoint_iteration = self.current_iter
         self._checkpoint_epoch = self.current_epoch

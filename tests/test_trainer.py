@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 
-from cconv import trainer as trainer_module
+from cconv import checkpoint as checkpoint_module
 from cconv._progress import ProgressBar
 from cconv.trainer import CheckpointError, Trainer, TrainingDiverged, latest_checkpoint
 
@@ -414,7 +414,7 @@ def python_sigint_handler():
 @pytest.mark.usefixtures("python_sigint_handler")
 def test_interrupt_while_writing_a_checkpoint_still_saves_the_epoch(tmp_path, monkeypatch, uninterrupted):
     """Ctrl-C during the write is held back until the checkpoint is complete."""
-    real_save = trainer_module.atomic_save_npz
+    real_save = checkpoint_module.atomic_save_npz
     saves = []
 
     def save_with_sigint(path, arrays):
@@ -423,16 +423,16 @@ def test_interrupt_while_writing_a_checkpoint_still_saves_the_epoch(tmp_path, mo
             signal.raise_signal(signal.SIGINT)  # arrives while epoch 2 is being written
         real_save(path, arrays)
 
-    monkeypatch.setattr(trainer_module, "atomic_save_npz", save_with_sigint)
+    monkeypatch.setattr(checkpoint_module, "atomic_save_npz", save_with_sigint)
     with pytest.raises(KeyboardInterrupt):
         make_trainer(checkpoint_dir=tmp_path).train()
     assert sorted(os.listdir(tmp_path)) == ["epoch-0001.npz", "epoch-0002.npz"]
-    monkeypatch.setattr(trainer_module, "atomic_save_npz", real_save)
+    monkeypatch.setattr(checkpoint_module, "atomic_save_npz", real_save)
     assert_same_run(resume(tmp_path), uninterrupted)
 
 
 def test_interrupt_raised_inside_the_writer_retries_the_save(tmp_path, monkeypatch):
-    real_save = trainer_module.atomic_save_npz
+    real_save = checkpoint_module.atomic_save_npz
     calls = []
 
     def save_interrupted_once(path, arrays):
@@ -441,7 +441,7 @@ def test_interrupt_raised_inside_the_writer_retries_the_save(tmp_path, monkeypat
             raise KeyboardInterrupt
         real_save(path, arrays)
 
-    monkeypatch.setattr(trainer_module, "atomic_save_npz", save_interrupted_once)
+    monkeypatch.setattr(checkpoint_module, "atomic_save_npz", save_interrupted_once)
     with pytest.raises(KeyboardInterrupt):
         make_trainer(checkpoint_dir=tmp_path).train()
     assert calls[1] == calls[2] == str(tmp_path / "epoch-0002.npz")
