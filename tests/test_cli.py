@@ -29,6 +29,7 @@ import pytest
 
 import cconv
 from cconv import cli, datasets
+from cconv.trainer import Trainer
 
 from cconv_testutils import command_env, run_cli, shared_data, write_sample_subset
 
@@ -525,7 +526,7 @@ def test_other_networks_train_resume_and_read_back(micro_data, tmp_path, capsys)
 def test_interrupt_keeps_the_completed_epochs(tiny_data, tiny_straight, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     calls = []
-    original = cli._CommandTrainer.train_step
+    original = Trainer.train_step
 
     def interrupted_step(self):
         calls.append(self.current_iter)
@@ -533,7 +534,7 @@ def test_interrupt_keeps_the_completed_epochs(tiny_data, tiny_straight, tmp_path
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(cli._CommandTrainer, "train_step", interrupted_step)
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
     status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--epochs", 2))
     assert status == 130
     assert "Traceback" not in err
@@ -547,7 +548,7 @@ def test_interrupt_keeps_the_completed_epochs(tiny_data, tiny_straight, tmp_path
     assert len(metrics["epochs"]) == 1 and metrics["final_test_acc"] is None
     assert not (out / "params.npz").exists()
 
-    monkeypatch.setattr(cli._CommandTrainer, "train_step", original)
+    monkeypatch.setattr(Trainer, "train_step", original)
     status, _, _ = run_cli(capsys, *train_args(tiny_data, out, "--epochs", 2, "--resume", "--quiet"))
     assert status == 0
     straight = load_params(tiny_straight[0] / "params.npz")

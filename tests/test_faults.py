@@ -46,6 +46,7 @@ import zipfile
 import numpy as np
 import pytest
 from cconv import _atomic, cli
+from cconv.cli import run_folder
 from cconv.nets import SimpleConvNet
 from cconv.trainer import Trainer, latest_checkpoint
 
@@ -96,7 +97,7 @@ def checkpoint_iteration(path):
 
 
 def read_metrics(out):
-    with open(os.path.join(out, cli.METRICS_FILE), encoding="utf-8") as f:
+    with open(os.path.join(out, run_folder.METRICS_FILE), encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -106,7 +107,7 @@ def timing_free(entry):
 
 def assert_same_run(out, reference):
     """``out`` holds the very results of the uninterrupted run ``reference``: params, losses, accuracies."""
-    params, expected = load_arrays(out / cli.PARAMS_FILE), load_arrays(reference / cli.PARAMS_FILE)
+    params, expected = load_arrays(out / run_folder.PARAMS_FILE), load_arrays(reference / run_folder.PARAMS_FILE)
     assert params.keys() == expected.keys()
     for key in params:
         assert params[key].dtype == expected[key].dtype, key
@@ -447,7 +448,7 @@ def test_cli_disk_full_before_training(tiny_data, tmp_path, capsys, monkeypatch,
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
         disk = FullDisk(patch, name, free=100, root=out)
-        patch.setattr(cli._CommandTrainer, "train_step", lambda self: pytest.fail("training started"))
+        patch.setattr(Trainer, "train_step", lambda self: pytest.fail("training started"))
         status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--quiet"))
     assert disk.happened
     assert (status, stdout) == (1, "")
@@ -610,7 +611,7 @@ def test_cli_stops_on_non_finite_values_and_keeps_the_last_good_checkpoint(
     """
     out = tmp_path / "run"
     checkpoints = out / "checkpoints"
-    real_step = cli._CommandTrainer.train_step
+    real_step = Trainer.train_step
 
     def poisoned(value, step):
         def train_step(self):
@@ -625,7 +626,7 @@ def test_cli_stops_on_non_finite_values_and_keeps_the_last_good_checkpoint(
         (np.nan, 2 * STEPS + 2, 3, ["epoch-0001.npz", "epoch-0002.npz"], ("--resume",)),  # epoch 3's
     ]:
         with monkeypatch.context() as patch:
-            patch.setattr(cli._CommandTrainer, "train_step", poisoned(value, step))
+            patch.setattr(Trainer, "train_step", poisoned(value, step))
             status, stdout, err = run_cli(capsys, *train_args(tiny_data, out, "--quiet", *extra))
         assert (status, stdout) == (2, "")
         assert_one_line(err, "training diverged: the loss became ", f"at epoch {epoch} (step {step})",

@@ -29,8 +29,8 @@ __all__ = [
     "load_network",
 ]
 
-#: Network classes by the name ``save_params`` records.
-NETWORKS = {cls.__name__: cls for cls in (SimpleConvNet, DeepConvNet, LeNet, AlexNet)}
+#: Network classes by the name ``save_params`` records (each also has a ``short_name``: ``cconv train --net``).
+NETWORKS = {cls.__name__: cls for cls in (SimpleConvNet, LeNet, DeepConvNet, AlexNet)}
 
 
 def load_network(path, dtype=None):

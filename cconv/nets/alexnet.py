@@ -97,6 +97,9 @@ class AlexNet(Network):
         ``Affine6``, ``Relu6``, ``Dropout6``, ``Affine7``, ``Relu7``, ``Dropout7``, ``Affine8``.
     """
 
+    #: The name ``cconv train --net`` knows it by.
+    short_name = "alexnet"
+
     def __init__(
         self,
         input_dim=(3, 227, 227),

@@ -75,6 +75,9 @@ class DeepConvNet(Network):
     last_layer : SoftmaxWithLoss
     """
 
+    #: The name ``cconv train --net`` knows it by.
+    short_name = "deep"
+
     def __init__(
         self,
         input_dim=(1, 28, 28),

@@ -67,6 +67,9 @@ class LeNet(Network):
         ``Act3``, ``Affine4``, ``Act4``, ``Affine5``.
     """
 
+    #: The name ``cconv train --net`` knows it by.
+    short_name = "lenet"
+
     def __init__(
         self,
         input_dim=(1, 28, 28),

@@ -67,6 +67,9 @@ class SimpleConvNet(Network):
     last_layer : SoftmaxWithLoss
     """
 
+    #: The name ``cconv train --net`` knows it by.
+    short_name = "simple"
+
     def __init__(
         self,
         input_dim=(1, 28, 28),

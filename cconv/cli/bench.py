@@ -1,0 +1,45 @@
+"""``cconv bench``: run the kernel benchmark of a source checkout (``benchmarks/bench_kernels.py``).
+
+The benchmarks live in the source tree, not in the installed package. This
+entry point finds ``bench_kernels.py`` in the folder named by the
+``CCONV_BENCHMARKS`` environment variable, else in the ``benchmarks/`` folder
+beside the package (an in-place or editable install of a checkout), and hands
+it the arguments.
+"""
+
+import os
+import runpy
+import sys
+
+import cconv
+from cconv.cli._common import EXIT_USAGE
+
+#: The kernel benchmark's file in the benchmark folder.
+SCRIPT = "bench_kernels.py"
+
+
+def benchmark_script():
+    """Path of the kernel benchmark, or ``None`` where neither place has it."""
+    folder = os.environ.get("CCONV_BENCHMARKS") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(cconv.__file__))), "benchmarks"
+    )
+    path = os.path.join(folder, SCRIPT)
+    return path if os.path.isfile(path) else None
+
+
+def run(argv):
+    """``cconv bench ARGS``: the kernel benchmark, which parses ``ARGS`` itself; return its exit status."""
+    path = benchmark_script()
+    if path is None:
+        print(
+            f"cconv: error: cconv bench runs benchmarks/{SCRIPT} of a source checkout, and none was "
+            "found beside this installation: set CCONV_BENCHMARKS to a checkout's benchmarks folder "
+            f"or run 'python benchmarks/{SCRIPT}' there",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    main = runpy.run_path(path, run_name="cconv_bench")["main"]
+    try:
+        return main(argv)
+    except SystemExit as exc:  # its argparse: --help, or a bad option (status 2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
