@@ -107,6 +107,12 @@ def _sigint_deferred():
                 signal.raise_signal(signal.SIGINT)
 
 
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def _json_number(value):
     """A float for JSON, ``None`` for NaN/inf (JSON has no such numbers)."""
     value = float(value)
@@ -254,12 +260,7 @@ class Trainer:
         on_epoch_end=None,
     ):
         self.network = network
-        if not isinstance(loss_from_gradient_pass, (bool, np.bool_)):
-            raise TypeError(
-                "loss_from_gradient_pass must be a bool, got "
-                f"{type(loss_from_gradient_pass).__name__} {loss_from_gradient_pass!r}"
-            )
-        self.loss_from_gradient_pass = bool(loss_from_gradient_pass)
+        self.loss_from_gradient_pass = _check_bool(loss_from_gradient_pass, "loss_from_gradient_pass")
         self.epoch_end_accuracy = bool(epoch_end_accuracy)
         if on_epoch_end is not None and not callable(on_epoch_end):
             raise TypeError(f"on_epoch_end must be callable or None, got {type(on_epoch_end).__name__}")
@@ -278,15 +279,7 @@ class Trainer:
         # None: draw the batches from the global np.random, as the book.
         self._rng = None if seed is None else np.random.default_rng(seed)
 
-        self.train_size = x_train.shape[0]
-        self.iter_per_epoch = max(self.train_size / mini_batch_size, 1)
-        # Exact epoch arithmetic: iter_per_epoch = num / den.
-        if self.train_size >= mini_batch_size:
-            self._epoch_num, self._epoch_den = self.train_size, mini_batch_size
-        else:
-            self._epoch_num, self._epoch_den = 1, 1
-        self.max_iter = int(Fraction(epochs) * Fraction(self._epoch_num, self._epoch_den))
-        self.num_epochs = self._epoch_of(self.max_iter - 1) + 1 if self.max_iter > 0 else 0
+        self._count_steps()
         self.current_iter = 0
         self.current_epoch = 0
 
@@ -297,11 +290,8 @@ class Trainer:
         self.final_test_acc = None
 
         if progress is True:
-            self._progress_stream = sys.stderr if verbose else None
-        elif progress is False or progress is None:
-            self._progress_stream = None
-        else:
-            self._progress_stream = progress
+            progress = sys.stderr if verbose else None
+        self._progress_stream = None if progress is False else progress
         self._bar = None
         self._eval_seconds = 0.0
         self._end_accuracies = None  # (iteration, train_acc, test_acc) after the last epoch's last step
@@ -321,6 +311,18 @@ class Trainer:
             self._prepare_checkpoint_dir(checkpoint_dir, resume)
 
     # -- set-up ------------------------------------------------------------
+
+    def _count_steps(self):
+        """``train_size``, ``iter_per_epoch``, ``max_iter`` and ``num_epochs``, in exact arithmetic."""
+        self.train_size = self.x_train.shape[0]
+        self.iter_per_epoch = max(self.train_size / self.batch_size, 1)
+        # iter_per_epoch = num / den exactly.
+        if self.train_size >= self.batch_size:
+            self._epoch_num, self._epoch_den = self.train_size, self.batch_size
+        else:
+            self._epoch_num, self._epoch_den = 1, 1
+        self.max_iter = int(Fraction(self.epochs) * Fraction(self._epoch_num, self._epoch_den))
+        self.num_epochs = self._epoch_of(self.max_iter - 1) + 1 if self.max_iter > 0 else 0
 
     def _check_arguments(self):
         for name in ("x_train", "t_train", "x_test", "t_test"):

@@ -699,3 +699,70 @@ def test_loss_from_gradient_pass_must_be_a_bool_and_needs_a_loss_layer():
                       verbose=False, loss_from_gradient_pass=True)
     with pytest.raises(TypeError, match="last_layer"):
         trainer.train()
+
+
+# --------------------------------------------------------------------------
+# The epoch-end hook and the public state
+# --------------------------------------------------------------------------
+
+
+def test_on_epoch_end_sees_each_completed_epoch_once_after_its_checkpoint(tmp_path):
+    seen = []
+
+    def on_epoch_end(entry):
+        # The epoch's checkpoint is on disk when the hook runs.
+        assert trainer.checkpoint_epoch == entry["epoch"] == trainer.epoch
+        assert os.path.basename(trainer.checkpoint_path) == f"epoch-{entry['epoch']:04d}.npz"
+        assert os.path.exists(trainer.checkpoint_path)
+        seen.append(dict(entry))
+
+    trainer = make_trainer(epochs=3, checkpoint_dir=tmp_path, on_epoch_end=on_epoch_end)
+    assert (trainer.epoch, trainer.checkpoint_epoch) == (0, None)
+    trainer.train()
+    assert [entry["epoch"] for entry in seen] == [1, 2, 3]
+    assert seen == trainer.history
+    assert "end_train_acc" not in seen[0]  # measured only with epoch_end_accuracy
+
+
+def test_epoch_end_accuracy_measures_after_the_last_step_without_changing_the_run(tmp_path):
+    plain = make_trainer(epochs=3)
+    plain.train()
+    measured = make_trainer(epochs=3, epoch_end_accuracy=True, checkpoint_dir=tmp_path)
+    measured.train()
+    assert_same_run(plain, measured)  # measuring draws nothing and changes nothing
+
+    # The end-of-epoch accuracies are those of the parameters after the epoch's last step.
+    probe = make_trainer(epochs=1, evaluate_sample_num_per_epoch=50)
+    probe.epoch_end_accuracy = True
+    probe.train()
+    entry = probe.history[-1]
+    assert entry["end_train_acc"] == probe.network.accuracy(X_TRAIN[:50], T_TRAIN[:50])
+    assert entry["end_test_acc"] == probe.network.accuracy(X_TEST[:50], T_TEST[:50])
+    assert entry["eval_seconds"] > 0
+
+    # They are saved with the epoch and come back on resume.
+    resumed = make_trainer(epochs=3, epoch_end_accuracy=True, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.history == measured.history
+    assert all({"end_train_acc", "end_test_acc"} <= entry.keys() for entry in resumed.history)
+
+
+def test_on_epoch_end_must_be_callable():
+    with pytest.raises(TypeError, match="on_epoch_end must be callable"):
+        make_trainer(on_epoch_end="print")
+
+
+def test_an_exception_in_on_epoch_end_stops_training_after_the_checkpoint(tmp_path):
+    def stop(entry):
+        raise Crash(entry["epoch"])
+
+    trainer = make_trainer(epochs=3, checkpoint_dir=tmp_path, on_epoch_end=stop)
+    with pytest.raises(Crash):
+        trainer.train()
+    assert trainer.epoch == 1 and latest_checkpoint(tmp_path).endswith("epoch-0001.npz")
+
+
+def test_epoch_and_checkpoint_epoch_are_read_only(tmp_path):
+    trainer = make_trainer(epochs=1)
+    for name in ("epoch", "checkpoint_epoch"):
+        with pytest.raises(AttributeError):
+            setattr(trainer, name, 3)
