@@ -20,7 +20,7 @@ except ImportError as exc:  # a source checkout on sys.path shadows the install
         "package with `pip install .` (or `pip install -e .` for development) and "
         f"run Python outside the source folder, whose cconv/ lacks them ({exc})"
     ) from exc
-from cconv.kernels.activation import relu, relu_backward
+from cconv.kernels.activation import relu_backward, relu_with_mask
 from cconv.kernels.col2im import col2im
 from cconv.kernels.conv import conv2d, conv2d_backward
 from cconv.kernels.im2col import im2col
@@ -56,7 +56,7 @@ __all__ = [
     "max_pool2d",
     "max_pool2d_backward",
     "openmp_enabled",
-    "relu",
     "relu_backward",
+    "relu_with_mask",
     "set_num_threads",
 ]

@@ -6,6 +6,8 @@ element of ``x``.
 
 import numpy as np
 
+from cconv._validation import check_perturbable
+
 __all__ = ["numerical_gradient"]
 
 
@@ -48,13 +50,7 @@ def numerical_gradient(f, x, h=1e-4):
     >>> np.allclose(g, 2 * x), x.tolist()
     (True, [1.0, 2.0, 3.0])
     """
-    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
-        raise TypeError(
-            "x must be a numpy array of a floating dtype (perturbed in place), got "
-            f"{type(x).__name__}" + (f" of dtype {x.dtype}" if isinstance(x, np.ndarray) else "")
-        )
-    if not x.flags.writeable:
-        raise TypeError("x must be writeable: it is perturbed in place, got a read-only array")
+    check_perturbable(x)
     grad = np.zeros(x.shape, dtype=np.float64)
     it = np.nditer(x, flags=["multi_index"], op_flags=[["readonly"]])
     while not it.finished:

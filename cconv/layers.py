@@ -34,9 +34,17 @@ are not in the book's code (LRN follows the AlexNet paper).
 
 import numpy as np
 
-from cconv._validation import as_pair
+from cconv._validation import (
+    MAX_WINDOW_PARAM,
+    as_layer_input,
+    as_pair,
+    check_bool,
+    check_int,
+    check_integral,
+    check_pool_padding,
+)
 from cconv.functions import cross_entropy_error, sigmoid, softmax
-from cconv.kernels.activation import relu, relu_backward
+from cconv.kernels.activation import relu_backward, relu_with_mask
 from cconv.kernels.conv import conv2d, conv2d_backward
 from cconv.kernels.im2col import im2col
 from cconv.kernels.pooling import (
@@ -75,14 +83,41 @@ def _float_dtype(dtype):
     return np.dtype(np.float64)
 
 
-def _require_ndim(x, ndim, layer):
-    """Return ``x`` as an ndarray, refusing a wrong number of dimensions."""
-    x = np.asarray(x)
-    if x.ndim != ndim:
-        raise ValueError(
-            f"{layer} expects a {ndim}-D input, got {x.ndim}-D with shape {x.shape}"
-        )
-    return x
+class _Checked:
+    """A layer attribute checked when it is set (at construction or later).
+
+    Reading it gives the value as set (the book's attributes: ``stride`` is
+    what the caller passed); the checked, normalised value the kernels take
+    is kept in the layer's ``_checked`` dict, so forward and backward check
+    nothing again.
+    """
+
+    def __init__(self, check):
+        self._check = check
+
+    def __set_name__(self, owner, name):
+        self._name = name
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        return layer.__dict__[self._name]
+
+    def __set__(self, layer, value):
+        layer.__dict__.setdefault("_checked", {})[self._name] = self._check(value, self._name)
+        layer.__dict__[self._name] = value
+
+
+def _positive_pair(value, name):
+    return as_pair(value, name, 1)
+
+
+def _non_negative_pair(value, name):
+    return as_pair(value, name, 0)
+
+
+def _window_size(value, name):
+    return check_int(value, name, maximum=MAX_WINDOW_PARAM)
 
 
 # --------------------------------------------------------------------------
@@ -150,21 +185,27 @@ class Convolution(_WeightedLayer):
     (4, 1, 5, 5)
     """
 
+    stride = _Checked(_positive_pair)
+    pad = _Checked(_non_negative_pair)
+    dilation = _Checked(_positive_pair)
+
     def __init__(self, W, b, stride=1, pad=0, dilation=1):
         super().__init__(W, b)
         self.stride = stride
         self.pad = pad
         self.dilation = dilation
-        # Checked once here; the kernels take the normalised pairs.
-        self._window = (as_pair(stride, "stride", 1), as_pair(pad, "pad", 0),
-                        as_pair(dilation, "dilation", 1))
+
+    def _window(self):
+        """The checked (stride, pad, dilation) pairs."""
+        checked = self._checked
+        return checked["stride"], checked["pad"], checked["dilation"]
 
     @property
     def col(self):
         if self.x is None:
             return None
         FN, C, FH, FW = self.W.shape
-        return im2col(self.x, FH, FW, *self._window)
+        return im2col(self.x, FH, FW, *self._window())
 
     @property
     def col_W(self):
@@ -182,7 +223,8 @@ class Convolution(_WeightedLayer):
         -------
         out : ndarray, shape (N, FN, out_h, out_w)
             ``out_h = (H + 2*pad_h - FH) // stride_h + 1`` (likewise
-            ``out_w``; with dilation, as :func:`cconv.conv2d`). C-contiguous
+            ``out_w``; with dilation, as :func:`cconv.conv2d`; the formula is
+            :func:`cconv._validation.output_length`). C-contiguous
             (the book's is a transposed view of an (N, out_h, out_w, FN)
             array; the values are the same).
 
@@ -192,13 +234,8 @@ class Convolution(_WeightedLayer):
             If ``x`` is not 4-D, its channels differ from ``W``'s, or the
             filter does not fit the padded input.
         """
-        x = _require_ndim(x, 4, "Convolution")
-        FN, C, FH, FW = self.W.shape
-        if x.shape[1] != C:
-            raise ValueError(
-                f"Convolution: x has {x.shape[1]} channels but W {self.W.shape} expects {C}"
-            )
-        out = conv2d(x, self.W, self.b, *self._window)
+        x = as_layer_input(x, 4, "Convolution", self.W.shape)
+        out = conv2d(x, self.W, self.b, *self._window())
         self.x = x
         return out
 
@@ -213,7 +250,7 @@ class Convolution(_WeightedLayer):
         -------
         dx : ndarray, shape (N, C, H, W), C-contiguous
         """
-        dx, self.dW, self.db = conv2d_backward(dout, self.x, self.W, *self._window)
+        dx, self.dW, self.db = conv2d_backward(dout, self.x, self.W, *self._window())
         return dx
 
     def param_backward(self, dout):
@@ -223,7 +260,7 @@ class Convolution(_WeightedLayer):
         (:meth:`cconv.nets.Network.gradient` calls this on it): the products
         and the folding that make ``dx`` are skipped.
         """
-        _, self.dW, self.db = conv2d_backward(dout, self.x, self.W, *self._window,
+        _, self.dW, self.db = conv2d_backward(dout, self.x, self.W, *self._window(),
                                               need_input_grad=False)
 
 
@@ -231,17 +268,28 @@ class _Pooling2d:
     """Window geometry, the stored input and forward/backward shared by the pooling layers.
 
     Subclasses implement ``_pool(x)`` and ``_unpool(dout)`` with the kernels.
+    The window is checked at construction (pad at most half the window
+    included) and each attribute again when set later.
     """
+
+    pool_h = _Checked(_window_size)
+    pool_w = _Checked(_window_size)
+    stride = _Checked(_positive_pair)
+    pad = _Checked(_non_negative_pair)
 
     def __init__(self, pool_h, pool_w, stride=1, pad=0):
         self.pool_h = pool_h
         self.pool_w = pool_w
         self.stride = stride
         self.pad = pad
+        checked = self._checked
+        check_pool_padding((checked["pool_h"], checked["pool_w"]), checked["pad"])
         self.x = None
 
     def _window(self):
-        return self.pool_h, self.pool_w, self.stride, self.pad
+        """The checked pool_h, pool_w and (stride, pad) pairs."""
+        checked = self._checked
+        return checked["pool_h"], checked["pool_w"], checked["stride"], checked["pad"]
 
     def forward(self, x):
         """Pool each window of each channel.
@@ -366,16 +414,18 @@ class AvgPooling(_Pooling2d):
     array([1., 1., 1., 1.])
     """
 
+    count_include_pad = _Checked(check_bool)
+
     def __init__(self, pool_h, pool_w, stride=1, pad=0, count_include_pad=True):
         super().__init__(pool_h, pool_w, stride, pad)
         self.count_include_pad = count_include_pad
 
     def _pool(self, x):
-        return avg_pool2d(x, *self._window(), count_include_pad=self.count_include_pad)
+        return avg_pool2d(x, *self._window(), count_include_pad=self._checked["count_include_pad"])
 
     def _unpool(self, dout, input_shape):
         return avg_pool2d_backward(
-            dout, input_shape, *self._window(), count_include_pad=self.count_include_pad
+            dout, input_shape, *self._window(), count_include_pad=self._checked["count_include_pad"]
         )
 
 
@@ -426,7 +476,7 @@ class Relu:
         -------
         out : ndarray, shape of ``x``, C-contiguous
         """
-        out, self.mask = relu(x)
+        out, self.mask = relu_with_mask(x)
         return out
 
     def backward(self, dout):
@@ -888,9 +938,7 @@ class LRN:
     """
 
     def __init__(self, n=5, k=2, alpha=1e-4, beta=0.75):
-        if int(n) != n or n < 1:
-            raise ValueError(f"n must be an int >= 1, got {n!r}")
-        self.n = int(n)
+        self.n = check_integral(n, "n")
         self.k = float(k)
         self.alpha = float(alpha)
         self.beta = float(beta)

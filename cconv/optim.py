@@ -17,10 +17,10 @@ book's ``Trainer`` uses to the classes.
 """
 
 import math
-import operator
 
 import numpy as np
 
+from cconv._validation import as_counter
 from cconv.kernels import adam as adam_kernel
 
 __all__ = [
@@ -141,7 +141,7 @@ class Optimizer:
         tables = {name: {} for name in self.buffers}
         for full_key, value in state.items():
             if full_key in self.counters:
-                counters[full_key] = _as_counter(full_key, value)
+                counters[full_key] = as_counter(value, full_key)
                 continue
             name, sep, key = full_key.partition("/")
             if not sep or name not in tables or not key:
@@ -165,14 +165,6 @@ class Optimizer:
             setattr(self, name, value)
         for name, table in tables.items():
             setattr(self, name, table or None)
-
-
-def _as_counter(name, value):
-    """A counter from an int or a 0-d integer array; anything else is refused."""
-    try:
-        return operator.index(np.asarray(value).item())
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
 
 
 def _expected_keys(optimizer):
@@ -336,7 +328,7 @@ class Adam(Optimizer):
         )
 
     def _update_one(self, param, grad, m, v):
-        if adam_kernel.fits(param, grad, m, v):  # the usual case: one pass, same bits
+        if adam_kernel.adam_update_accepts(param, grad, m, v):  # the usual case: one pass, same bits
             adam_kernel.adam_update(param, grad, m, v, self._lr_t, self.beta1, self.beta2, EPSILON)
             return
         # The formula's operations in its order, through two scratch arrays

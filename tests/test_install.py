@@ -35,7 +35,7 @@ def test_public_kernels_come_from_the_extension_modules():
         (cconv.col2im, "col2im"),
         (cconv.max_pool2d, "pooling"),
         (cconv.avg_pool2d_backward, "pooling"),
-        (cconv.relu, "activation"),
+        (cconv.relu_with_mask, "activation"),
         (cconv.relu_backward, "activation"),
     ]:
         assert function.__module__ == f"cconv.kernels.{module}"

@@ -313,6 +313,34 @@ def test_convolution_checks_its_window_once_at_construction(rng):
         Convolution(W, b, dilation=0)
 
 
+def test_window_attributes_are_checked_when_set_and_then_used(rng):
+    """stride, pad, pool sizes read back as given; a later value is checked at once and used."""
+    W, b = random_array(rng, (2, 1, 3, 3)), random_array(rng, (2,))
+    conv = Convolution(W, b)
+    assert (conv.stride, conv.pad, conv.dilation) == (1, 0, 1)
+    with pytest.raises(ValueError, match="stride"):
+        conv.stride = 0
+    with pytest.raises(TypeError, match="pad"):
+        conv.pad = 1.0
+    conv.stride, conv.pad = (2, 1), 1
+    x = random_array(rng, (2, 1, 7, 6))
+    np.testing.assert_array_equal(conv.forward(x), cconv.conv2d(x, W, b, (2, 1), 1))
+    assert conv.stride == (2, 1)
+
+    with pytest.raises(ValueError, match="pad"):
+        Pooling(2, 2, pad=2)  # more than half the window
+    with pytest.raises(ValueError, match="pool_h"):
+        Pooling(0, 2)
+    with pytest.raises(TypeError, match="count_include_pad"):
+        AvgPooling(2, 2, count_include_pad=1)
+    pool = Pooling(2, 2)
+    pool.stride = 2
+    np.testing.assert_array_equal(pool.forward(x), cconv.max_pool2d(x, 2, 2, 2)[0])
+    with pytest.raises(ValueError, match="pool_w"):
+        pool.pool_w = -1
+    assert (pool.pool_h, pool.pool_w, pool.stride, pool.pad) == (2, 2, 2, 0)
+
+
 def test_convolution_refuses_channel_mismatch(rng):
     layer = Convolution(random_array(rng, (2, 3, 3, 3)), random_array(rng, (2,)))
     with pytest.raises(ValueError, match="channels"):

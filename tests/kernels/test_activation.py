@@ -1,10 +1,10 @@
-"""relu / relu_backward: the book's Relu semantics, any shape and layout, bad input refused."""
+"""relu_with_mask / relu_backward: the book's Relu semantics, any shape and layout, bad input refused."""
 
 import cconv
 import numpy as np
 import pytest
 
-from cconv.kernels.activation import relu, relu_backward
+from cconv.kernels.activation import relu_backward, relu_with_mask
 from cconv_testutils import LAYOUTS, random_array, with_layout, with_special_values
 
 
@@ -27,7 +27,7 @@ def book_relu_backward(dout, mask):
 @pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (2, 3, 4, 5), (40000,), (5, 3, 70, 50)])
 def test_matches_the_book(rng, dtype, shape):
     x = with_special_values(rng, random_array(rng, shape, dtype), 0.05)
-    out, mask = relu(x)
+    out, mask = relu_with_mask(x)
     want_out, want_mask = book_relu(x)
     assert out.dtype == dtype and mask.dtype == np.bool_
     assert out.shape == mask.shape == x.shape
@@ -42,7 +42,7 @@ def test_matches_the_book(rng, dtype, shape):
 
 def test_special_values():
     x = np.array([-1.0, -0.0, 0.0, 2.0, np.nan, np.inf, -np.inf])
-    out, mask = relu(x)
+    out, mask = relu_with_mask(x)
     np.testing.assert_array_equal(mask, [True, True, True, False, False, False, True])
     np.testing.assert_array_equal(out, [0, 0, 0, 2, np.nan, np.inf, 0])
     # inf and NaN gradients of units that were off give 0, as the book.
@@ -54,7 +54,7 @@ def test_special_values():
 def test_any_layout(rng, layout):
     x = random_array(rng, (3, 4, 6, 5))
     strided = with_layout(x, layout)
-    out, mask = relu(strided)
+    out, mask = relu_with_mask(strided)
     np.testing.assert_array_equal(out, book_relu(x)[0])
     dout = random_array(rng, x.shape)
     np.testing.assert_array_equal(
@@ -68,7 +68,7 @@ def test_any_layout(rng, layout):
 )
 def test_dtype_policy(dtype, result):
     x = np.array([[-2, 0, 3]]).astype(dtype)
-    out, _ = relu(x)
+    out, _ = relu_with_mask(x)
     assert out.dtype == result
     np.testing.assert_array_equal(out, np.maximum(x.astype(result), 0))
 
@@ -76,7 +76,7 @@ def test_dtype_policy(dtype, result):
 def test_out_buffers_and_in_place_backward(rng):
     x = random_array(rng, (4, 9))
     out, mask = np.empty_like(x), np.empty(x.shape, bool)
-    got_out, got_mask = relu(x, out=out, mask_out=mask)
+    got_out, got_mask = relu_with_mask(x, out=out, mask_out=mask)
     assert got_out is out and got_mask is mask
     np.testing.assert_array_equal(out, book_relu(x)[0])
     dout = random_array(rng, x.shape)
@@ -92,7 +92,7 @@ def test_thread_counts_give_identical_results(rng):
     try:
         for threads in (1, 2, 3):
             cconv.set_num_threads(threads)
-            out, mask = relu(x)
+            out, mask = relu_with_mask(x)
             results.append((out, mask, relu_backward(dout, mask)))
     finally:
         cconv.set_num_threads(None)
@@ -104,12 +104,12 @@ def test_thread_counts_give_identical_results(rng):
 @pytest.mark.parametrize(
     "call, error, words",
     [
-        (lambda: relu(np.ones(3, complex)), TypeError, "x must have a real dtype"),
-        (lambda: relu(["a", "b"]), TypeError, "x must"),
-        (lambda: relu(np.ones(3), out=np.ones(4)), ValueError, "out must have shape"),
-        (lambda: relu(np.ones(3), out=np.ones(3, np.float32)), TypeError, "out must have dtype"),
-        (lambda: relu(np.ones(3), mask_out=np.ones(3)), TypeError, "mask_out must have dtype bool"),
-        (lambda: relu(np.ones((3, 2)), out=np.ones((2, 3)).T), ValueError, "C-contiguous"),
+        (lambda: relu_with_mask(np.ones(3, complex)), TypeError, "x must have a real dtype"),
+        (lambda: relu_with_mask(["a", "b"]), TypeError, "x must"),
+        (lambda: relu_with_mask(np.ones(3), out=np.ones(4)), ValueError, "out must have shape"),
+        (lambda: relu_with_mask(np.ones(3), out=np.ones(3, np.float32)), TypeError, "out must have dtype"),
+        (lambda: relu_with_mask(np.ones(3), mask_out=np.ones(3)), TypeError, "mask_out must have dtype bool"),
+        (lambda: relu_with_mask(np.ones((3, 2)), out=np.ones((2, 3)).T), ValueError, "C-contiguous"),
         (lambda: relu_backward(np.ones(3), np.ones(3)), TypeError, "mask must be a numpy.ndarray of bool"),
         (lambda: relu_backward(np.ones(3), [True] * 3), TypeError, "mask must be a numpy.ndarray of bool"),
         (lambda: relu_backward(np.ones(3), np.ones(4, bool)), ValueError, "mask must have the shape"),
@@ -124,7 +124,7 @@ def test_bad_input(call, error, words):
 def test_out_overlapping_the_input_is_refused():
     x = np.ones(6)
     with pytest.raises(ValueError, match="share memory"):
-        relu(x, out=x)
+        relu_with_mask(x, out=x)
     mask = np.zeros(6, bool)
     with pytest.raises(ValueError, match="share memory"):
         relu_backward(x, mask, out=x[:])  # a view of dout, not dout itself

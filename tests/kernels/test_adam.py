@@ -4,7 +4,7 @@ import cconv
 import numpy as np
 import pytest
 
-from cconv.kernels.adam import adam_update, fits
+from cconv.kernels.adam import adam_update, adam_update_accepts
 from cconv.optim import Adam
 from cconv_testutils import random_array, with_layout, with_special_values
 
@@ -43,23 +43,23 @@ def test_bit_identical_to_numpy(rng, dtype, shape, threads):
 def test_fits_and_refusals():
     p = np.zeros((4, 5))
     g, m, v = np.ones_like(p), np.zeros_like(p), np.zeros_like(p)
-    assert fits(p, g, m, v)
-    assert not fits(p.T, g.T, m.T, v.T)  # not C-contiguous
-    assert not fits(p, g.astype(np.float32), m, v)
-    assert not fits(p.astype(np.float16), g, m, v)
-    assert not fits(p, g, p, v)  # m is param
-    assert not fits(p, g, m, v[:2])
-    assert not fits(p, g.tolist(), m, v)
+    assert adam_update_accepts(p, g, m, v)
+    assert not adam_update_accepts(p.T, g.T, m.T, v.T)  # not C-contiguous
+    assert not adam_update_accepts(p, g.astype(np.float32), m, v)
+    assert not adam_update_accepts(p.astype(np.float16), g, m, v)
+    assert not adam_update_accepts(p, g, p, v)  # m is param
+    assert not adam_update_accepts(p, g, m, v[:2])
+    assert not adam_update_accepts(p, g.tolist(), m, v)
     readonly = p.copy()
     readonly.flags.writeable = False
-    assert not fits(readonly, g, m, v)
+    assert not adam_update_accepts(readonly, g, m, v)
     with pytest.raises(ValueError, match="C-contiguous float32 or float64"):
         adam_update(p.T, g.T, m.T, v.T, 0.001, 0.9, 0.999, EPS)
     # C-contiguous but one byte off alignment: the core loads whole doubles
     for i in range(4):
         arrays = [p.copy(), g, m.copy(), v.copy()]
         arrays[i] = with_layout(arrays[i], "unaligned")
-        assert not fits(*arrays)
+        assert not adam_update_accepts(*arrays)
         with pytest.raises(ValueError, match="aligned"):
             adam_update(*arrays, 0.001, 0.9, 0.999, EPS)
 

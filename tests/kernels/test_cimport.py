@@ -205,7 +205,7 @@ def test_avg_pool2d_backward_core(
 
 def test_relu_cores(consumer, rng, float_dtype, num_threads):
     x = random_array(rng, (3, 40, 50), float_dtype)
-    expected_out, expected_mask = cconv.relu(x)
+    expected_out, expected_mask = cconv.relu_with_mask(x)
     out, mask = nan_like(expected_out), np.zeros(x.shape, np.uint8)
     consumer.relu(x.reshape(-1), out.reshape(-1), mask.reshape(-1), num_threads)
     np.testing.assert_array_equal(out, expected_out)

@@ -1022,7 +1022,7 @@ KERNELS = {
         Kernel("max_pool2d_backward", cconv.max_pool2d_backward, contract_max_pool2d_backward),
         Kernel("avg_pool2d", cconv.avg_pool2d, contract_avg_pool2d),
         Kernel("avg_pool2d_backward", cconv.avg_pool2d_backward, contract_avg_pool2d_backward),
-        Kernel("relu", cconv.relu, contract_relu),
+        Kernel("relu", cconv.relu_with_mask, contract_relu),
         Kernel("relu_backward", cconv.relu_backward, contract_relu_backward),
         Kernel("adam_update", adam_update, contract_adam_update),
     )

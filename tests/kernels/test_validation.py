@@ -20,6 +20,7 @@ from cconv_testutils import (
     REJECTED_DTYPES,
     Geometry,
     kernel_call,
+    random_array,
     with_layout,
 )
 
@@ -394,6 +395,30 @@ def test_argmax_range_uses_the_window_size(rng):
     call(argmax=argmax)
     # a 2x2 window with stride 2 and no pad keeps the 3x3 output of dout
     assert_raises(call, ValueError, "argmax", argmax=argmax, pool_h=2, pool_w=2, pad=0)
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 2**40], ids=["negative", "window", "huge"])
+@pytest.mark.parametrize("where", [0, -1], ids=["first", "last"])
+@pytest.mark.parametrize("given_out", [False, True], ids=["new_dx", "out"])
+def test_one_bad_argmax_entry_at_either_end_is_reported(rng, n_threads, layout, bad, where, given_out):
+    """One out-of-range entry, the very first or the very last, is found.
+
+    The batch is large enough for every thread to take planes, so the entry
+    is counted by the first or the last thread; a given ``out`` is left as it
+    was, the new ``dx`` is dropped.
+    """
+    shape = (4, 8, 64, 64)  # 2x2 windows, stride 2: argmax (4, 8, 32, 32), values in [0, 4)
+    dout = random_array(rng, (4, 8, 32, 32))
+    argmax = rng.integers(0, 4, size=dout.shape)
+    argmax.flat[where] = bad
+    argmax = with_layout(argmax, layout)
+    out = np.full(shape, 7.0) if given_out else None
+    with pytest.raises(ValueError, match=rf"argmax values .*\[0, 4\).*{bad}"):
+        cconv.max_pool2d_backward(dout, argmax, shape, 2, 2, stride=2, out=out)
+    if given_out:
+        assert np.all(out == 7.0)
+    argmax = np.where((argmax < 0) | (argmax >= 4), 0, argmax)  # the same, repaired: accepted
+    cconv.max_pool2d_backward(dout, argmax, shape, 2, 2, stride=2, out=out)
 
 
 # --------------------------------------------------------------------------

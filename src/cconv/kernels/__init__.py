@@ -8,7 +8,8 @@ Python code uses the functions re-exported by :mod:`cconv`. Cython code can
 - ``cconv.kernels.col2im``: ``col2im_core``
 - ``cconv.kernels.conv``: ``conv2d_core``, ``conv2d_backward_core`` (they call
   BLAS from every thread: run them with BLAS limited to one thread)
-- ``cconv.kernels.pooling``: ``max_pool2d_core``, ``max_pool2d_backward_core``,
+- ``cconv.kernels.pooling``: ``max_pool2d_core``, ``max_pool2d_backward_core``
+  (returns the number of argmax entries outside the window, which route nothing),
   ``avg_pool2d_core``, ``avg_pool2d_backward_core``
 - ``cconv.kernels.activation``: ``relu_core``, ``relu_backward_core``
 - ``cconv.kernels.adam``: ``adam_update_core``

@@ -65,7 +65,11 @@ ctypedef struct Window:
 
 cdef inline Py_ssize_t output_size(Py_ssize_t size, Py_ssize_t filter_size, Py_ssize_t stride,
                                    Py_ssize_t pad, Py_ssize_t dilation) noexcept nogil:
-    """Number of window positions along one axis (the caller ensures it is >= 1)."""
+    """Number of window positions along one axis (the caller ensures it is >= 1).
+
+    The kernels' one output-size formula, the same as Python's
+    ``cconv._validation.output_length``.
+    """
     return (size + 2 * pad - dilation * (filter_size - 1) - 1) // stride + 1
 
 

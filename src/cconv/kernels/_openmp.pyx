@@ -1,5 +1,7 @@
 """OpenMP availability and the thread count of the cconv kernels."""
 
+from cconv._validation import check_int
+
 cdef extern from *:
     """
     #ifdef _OPENMP
@@ -65,9 +67,4 @@ def set_num_threads(n):
     if n is None:
         _num_threads = 0
         return
-    if isinstance(n, bool) or not hasattr(n, "__index__"):
-        raise TypeError(f"n must be an int >= 1 or None, got {type(n).__name__}: {n!r}")
-    n = n.__index__()
-    if n < 1:
-        raise ValueError(f"n must be an int >= 1 or None, got {n}")
-    _num_threads = min(n, 1 << 20)
+    _num_threads = min(check_int(n, "n"), 1 << 20)

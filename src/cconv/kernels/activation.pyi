@@ -1,7 +1,7 @@
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-def relu(
+def relu_with_mask(
     x: ArrayLike,
     *,
     out: NDArray[np.floating] | None = None,

@@ -15,7 +15,7 @@ from cconv.kernels._openmp cimport effective_num_threads
 
 import numpy as np
 
-from cconv._validation import as_float_array, check_out
+from cconv._validation import as_float_array, check_mask, check_out
 
 cdef enum:
     # Elements per task of the parallel loops: a few pages of each array.
@@ -82,14 +82,14 @@ cdef void relu_backward_core(const floating[::1] dout, const unsigned char[::1] 
 
 # ---------------------------------------------------------------- Python API
 
-cdef void _relu_nogil(const floating[::1] x, floating[::1] out, unsigned char[::1] mask):
+cdef void _relu_with_gil_released(const floating[::1] x, floating[::1] out, unsigned char[::1] mask):
     cdef int num_threads = effective_num_threads()
     with nogil:
         relu_core(x, out, mask, num_threads)
 
 
-cdef void _relu_backward_nogil(const floating[::1] dout, const unsigned char[::1] mask,
-                               floating[::1] dx):
+cdef void _relu_backward_with_gil_released(const floating[::1] dout, const unsigned char[::1] mask,
+                                           floating[::1] dx):
     cdef int num_threads = effective_num_threads()
     with nogil:
         relu_backward_core(dout, mask, dx, num_threads)
@@ -100,8 +100,10 @@ def _flat(a):
     return np.ascontiguousarray(a).reshape(-1)
 
 
-def relu(x, *, out=None, mask_out=None):
-    """Rectified linear unit with the mask the backward pass needs.
+def relu_with_mask(x, *, out=None, mask_out=None):
+    """Rectified linear unit, returning the mask the backward pass needs with the output.
+
+    (:func:`cconv.functions.relu` is the book's function: the output alone.)
 
     Parameters
     ----------
@@ -134,7 +136,7 @@ def relu(x, *, out=None, mask_out=None):
     Examples
     --------
     >>> import numpy as np
-    >>> out, mask = relu(np.array([-1.0, 0.0, 2.0, np.nan]))
+    >>> out, mask = relu_with_mask(np.array([-1.0, 0.0, 2.0, np.nan]))
     >>> out, mask
     (array([ 0.,  0.,  2., nan]), array([ True,  True, False, False]))
     >>> relu_backward(np.array([5.0, 5.0, 5.0, np.inf]), mask)
@@ -147,21 +149,21 @@ def relu(x, *, out=None, mask_out=None):
         return out, mask_out
     flat_x, flat_out, flat_mask = _flat(x), out.reshape(-1), mask_out.reshape(-1).view(np.uint8)
     if x.dtype == np.float32:
-        _relu_nogil[float](flat_x, flat_out, flat_mask)
+        _relu_with_gil_released[float](flat_x, flat_out, flat_mask)
     else:
-        _relu_nogil[double](flat_x, flat_out, flat_mask)
+        _relu_with_gil_released[double](flat_x, flat_out, flat_mask)
     return out, mask_out
 
 
 def relu_backward(dout, mask, *, out=None):
-    """Gradient of :func:`relu`: ``dout`` with the entries under ``mask`` set to 0.
+    """Gradient of :func:`relu_with_mask`: ``dout`` with the entries under ``mask`` set to 0.
 
     Parameters
     ----------
     dout : array_like, any shape
         Follows the kernels' dtype policy.
     mask : ndarray of bool, shape of dout
-        The mask :func:`relu` returned.
+        The mask :func:`relu_with_mask` returned.
     out : ndarray, optional
         C-contiguous, writeable array of ``dout``'s shape and result dtype; it
         may be ``dout`` itself (the book's in-place update), but no other
@@ -183,19 +185,13 @@ def relu_backward(dout, mask, *, out=None):
     """
     in_place = out is not None and out is dout
     dout = as_float_array(dout, "dout", None)
-    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
-        raise TypeError(
-            f"mask must be a numpy.ndarray of bool, got "
-            f"{type(mask).__name__ if not isinstance(mask, np.ndarray) else mask.dtype}"
-        )
-    if mask.shape != dout.shape:
-        raise ValueError(f"mask must have the shape of dout {dout.shape}, got {mask.shape}")
+    check_mask(mask, dout.shape)
     out = check_out(out, dout.shape, dout.dtype, (mask,) if in_place else (dout, mask))
     if dout.size == 0:
         return out
     flat_dout, flat_mask, flat_out = _flat(dout), _flat(mask).view(np.uint8), out.reshape(-1)
     if dout.dtype == np.float32:
-        _relu_backward_nogil[float](flat_dout, flat_mask, flat_out)
+        _relu_backward_with_gil_released[float](flat_dout, flat_mask, flat_out)
     else:
-        _relu_backward_nogil[double](flat_dout, flat_mask, flat_out)
+        _relu_backward_with_gil_released[double](flat_dout, flat_mask, flat_out)
     return out

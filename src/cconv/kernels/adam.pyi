@@ -1,7 +1,7 @@
 import numpy as np
 from numpy.typing import NDArray
 
-def fits(param: object, grad: object, m: object, v: object) -> bool: ...
+def adam_update_accepts(param: object, grad: object, m: object, v: object) -> bool: ...
 def adam_update(
     param: NDArray[np.floating],
     grad: NDArray[np.floating],

@@ -22,10 +22,10 @@ from libc.math cimport sqrt
 from cconv.kernels._common cimport clamp_threads
 from cconv.kernels._openmp cimport effective_num_threads
 
-import math
-import numbers
-
 import numpy as np
+
+# adam_update_accepts is part of this module's API too: callers ask it before adam_update.
+from cconv._validation import adam_update_accepts, as_float_constant, check_adam_arrays  # no-cython-lint
 
 cdef enum:
     # Elements per task of the parallel loop.
@@ -73,50 +73,12 @@ cdef void adam_update_core(floating[::1] param, const floating[::1] grad, floati
 
 # ---------------------------------------------------------------- Python API
 
-cdef void _adam_nogil(floating[::1] param, const floating[::1] grad, floating[::1] m,
-                      floating[::1] v, double lr_t, double beta1, double beta2, double eps):
+cdef void _adam_update_with_gil_released(floating[::1] param, const floating[::1] grad,
+                                         floating[::1] m, floating[::1] v, double lr_t,
+                                         double beta1, double beta2, double eps):
     cdef int num_threads = effective_num_threads()
     with nogil:
         adam_update_core(param, grad, m, v, lr_t, beta1, beta2, eps, num_threads)
-
-
-def fits(param, grad, m, v):
-    """True when :func:`adam_update` takes these arrays (else use the numpy expressions).
-
-    All four are aligned, C-contiguous ndarrays of one shape and one dtype,
-    float32 or float64; ``param``, ``m`` and ``v`` are writeable and share no
-    memory with each other or with ``grad``.
-    """
-    arrays = (param, grad, m, v)
-    if not all(isinstance(a, np.ndarray) for a in arrays):
-        return False
-    if param.dtype not in (np.float32, np.float64) or not param.dtype.isnative:
-        return False
-    if any(a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous
-           or not a.flags.aligned for a in arrays):
-        return False
-    if not (param.flags.writeable and m.flags.writeable and v.flags.writeable):
-        return False
-    return not any(np.may_share_memory(a, b)
-                   for i, a in enumerate(arrays) for b in arrays[i + 1:])
-
-
-def _as_real(value, name, dtype):
-    """``value`` as a Python float that ``dtype`` can hold, or TypeError/ValueError naming ``name``.
-
-    inf and NaN pass (the update then yields them, as the numpy expressions do);
-    a finite value beyond ``dtype``'s range is refused: converting it is undefined in C.
-    """
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    try:
-        real = float(value)
-    except OverflowError:  # an int or a fraction beyond a double
-        real = math.inf
-    too_large_for_a_double = math.isinf(real) and not isinstance(value, (float, np.floating))
-    if too_large_for_a_double or (math.isfinite(real) and abs(real) > float(np.finfo(dtype).max)):
-        raise ValueError(f"{name} must fit {np.dtype(dtype).name}, got {value!r}")
-    return real
 
 
 def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
@@ -135,19 +97,16 @@ def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
     Raises
     ------
     TypeError, ValueError
-        When the arrays do not satisfy :func:`fits`, or a constant is not a
-        real number that the arrays' dtype can hold (inf and NaN can be).
+        When the arrays do not satisfy :func:`adam_update_accepts`, or a
+        constant is not a real number that the arrays' dtype can hold (inf
+        and NaN can be).
     """
-    if not fits(param, grad, m, v):
-        raise ValueError(
-            "param, grad, m and v must be aligned, C-contiguous float32 or float64 ndarrays of "
-            "one shape and dtype, param, m and v writeable and no two sharing memory"
-        )
-    lr_t, beta1, beta2, eps = (_as_real(value, name, param.dtype) for value, name in
+    check_adam_arrays(param, grad, m, v)
+    lr_t, beta1, beta2, eps = (as_float_constant(value, name, param.dtype) for value, name in
                                ((lr_t, "lr_t"), (beta1, "beta1"), (beta2, "beta2"), (eps, "eps")))
     if param.dtype == np.float32:
-        _adam_nogil[float](param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                           lr_t, beta1, beta2, eps)
+        _adam_update_with_gil_released[float](param.reshape(-1), grad.reshape(-1), m.reshape(-1),
+                                              v.reshape(-1), lr_t, beta1, beta2, eps)
     else:
-        _adam_nogil[double](param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                            lr_t, beta1, beta2, eps)
+        _adam_update_with_gil_released[double](param.reshape(-1), grad.reshape(-1), m.reshape(-1),
+                                               v.reshape(-1), lr_t, beta1, beta2, eps)

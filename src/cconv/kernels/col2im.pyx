@@ -11,7 +11,8 @@ from cconv.kernels._openmp cimport effective_num_threads
 import numpy as np
 
 from cconv._validation import (
-    as_float_array, as_pair, as_positive_int, check_out, conv_output_size, input_shape_tuple,
+    as_float_array, as_pair, check_out, check_shape, conv_output_size, input_shape_tuple,
+    window_sizes,
 )
 
 
@@ -190,22 +191,15 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0, dilation=1, *,
     """
     col = as_float_array(col, "col", 2)
     N, C, H, W = input_shape_tuple(input_shape)
-    filter_hw = (as_positive_int(filter_h, "filter_h"), as_positive_int(filter_w, "filter_w"))
+    filter_hw = window_sizes(filter_h, filter_w)
     stride = as_pair(stride, "stride", 1)
     pad = as_pair(pad, "pad", 0)
     dilation = as_pair(dilation, "dilation", 1)
     out_h, out_w = conv_output_size((H, W), filter_hw, stride, pad, "input_shape", dilation)
-    expected = (N * out_h * out_w, C * filter_hw[0] * filter_hw[1])
-    if col.shape != expected:
-        window = f"a {filter_hw[0]}x{filter_hw[1]} filter, stride {stride}"
-        if dilation == (1, 1):
-            window += f" and pad {pad}"
-        else:
-            window += f", pad {pad} and dilation {dilation}"
-        raise ValueError(
-            f"col must have shape {expected} for input_shape {(N, C, H, W)} with "
-            f"{window}, got {col.shape}"
-        )
+    window = f"a {filter_hw[0]}x{filter_hw[1]} filter, stride {stride}"
+    window += f" and pad {pad}" if dilation == (1, 1) else f", pad {pad} and dilation {dilation}"
+    check_shape(col, (N * out_h * out_w, C * filter_hw[0] * filter_hw[1]), "col",
+                context=f" for input_shape {(N, C, H, W)} with {window}")
     img = check_out(out, (N, C, H, W), col.dtype, (col,))
     if img.size == 0:
         return img

@@ -33,15 +33,16 @@ from cconv.kernels.im2col cimport im2col_tile
 import numpy as np
 
 from cconv._blas import single_threaded_blas
-from cconv._validation import as_float_array, as_pair, check_out, check_size, conv_output_size
+from cconv._validation import (
+    as_float_array, as_pair, check_bias, check_bool, check_gemm_sizes, check_out, check_shape,
+    check_weight, conv_output_size, converted,
+)
 
 
 cdef enum:
     # A tile of unfolded windows (C*FH*FW x positions) takes about this many
     # bytes, so that it and the GEMM's packed panels stay in a core's L2.
     TILE_BYTES = 256 * 1024
-    # BLAS takes 32-bit sizes.
-    MAX_GEMM_SIZE = 2147483647
 
 
 cdef inline void _gemm(char transa, char transb, int m, int n, int k,
@@ -245,36 +246,16 @@ def _conv_arguments(x, weight, extra, stride, pad, dilation):
     x = as_float_array(x, "x", 4)
     weight = as_float_array(weight, "W", 4)
     extras = [None if a is None else as_float_array(a, name, ndim) for a, name, ndim in extra]
-    N, C, H, W = x.shape
-    FN, W_channels, FH, FW = weight.shape
-    if W_channels != C:
-        raise ValueError(
-            f"W must have x's {C} input channels in its second axis (FN, C, FH, FW), "
-            f"got W of shape {weight.shape} for x of shape {x.shape}"
-        )
+    check_weight(weight, x.shape)
     stride = as_pair(stride, "stride", 1)
     pad = as_pair(pad, "pad", 0)
     dilation = as_pair(dilation, "dilation", 1)
-    if FH < 1 or FW < 1:
-        raise ValueError(f"W's filter must be at least 1x1, got W of shape {weight.shape}")
-    out_hw = conv_output_size((H, W), (FH, FW), stride, pad, "x", dilation)
-    for size, what in ((FN, "filters FN"), (C * FH * FW, "C*FH*FW"), (out_hw[0] * out_hw[1], "out_h*out_w")):
-        if size > MAX_GEMM_SIZE:
-            raise ValueError(f"{what} must be at most {MAX_GEMM_SIZE} (BLAS sizes are 32-bit), got {size}")
+    out_hw = conv_output_size(x.shape[2:], weight.shape[2:], stride, pad, "x", dilation)
+    check_gemm_sizes(weight.shape, out_hw)
     dtype = np.result_type(x, weight, *[a for a in extras if a is not None])
     names = ["x", "W"] + [name for _, name, _ in extra]
-    arrays = [_converted(a, name, dtype) for a, name in zip([x, weight] + extras, names)]
+    arrays = [converted(a, name, dtype) for a, name in zip([x, weight] + extras, names)]
     return arrays[0], arrays[1], arrays[2:], stride, pad, dilation, out_hw
-
-
-def _converted(a, name, dtype, contiguous=False):
-    """``a`` in ``dtype`` (C-contiguous if asked), refusing a copy of more than MAX_ARRAY_BYTES."""
-    if a is None:
-        return None
-    if a.dtype != dtype or (contiguous and not a.flags.c_contiguous):
-        check_size(a.shape, name, np.dtype(dtype).itemsize)
-        a = np.ascontiguousarray(a, dtype=dtype) if contiguous else a.astype(dtype)
-    return a
 
 
 def conv2d(x, W, b=None, stride=1, pad=0, dilation=1, *, out=None):
@@ -329,8 +310,7 @@ def conv2d(x, W, b=None, stride=1, pad=0, dilation=1, *, out=None):
         x, W, [(b, "b", 1)], stride, pad, dilation)
     N, C, H, width = x.shape
     FN = W.shape[0]
-    if b is not None and b.shape != (FN,):
-        raise ValueError(f"b must have shape ({FN},) for W of shape {W.shape}, got {b.shape}")
+    check_bias(b, W.shape)
     result = check_out(out, (N, FN, out_h, out_w), x.dtype,
                        [a for a in (x, W, b) if a is not None])
     if result.size == 0:
@@ -338,8 +318,8 @@ def conv2d(x, W, b=None, stride=1, pad=0, dilation=1, *, out=None):
     if C == 0 or H == 0 or width == 0:  # every window is padding: only the bias
         result[...] = 0 if b is None else b.reshape(FN, 1, 1)
         return result
-    W = _converted(W, "W", x.dtype, contiguous=True)
-    bias = np.empty(0, x.dtype) if b is None else _converted(b, "b", x.dtype, contiguous=True)
+    W = converted(W, "W", x.dtype, contiguous=True)
+    bias = np.empty(0, x.dtype) if b is None else converted(b, "b", x.dtype, contiguous=True)
     with single_threaded_blas():
         if x.dtype == np.float32:
             status = _conv2d_with_gil_released[float](x, W, bias, stride, pad, dilation, result)
@@ -393,20 +373,13 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, dilation=1, *, need_input_grad=
         For the arguments conv2d refuses, a ``dout`` that is not the shape
         conv2d returns for x and W, or a ``need_input_grad`` that is not a bool.
     """
-    if not isinstance(need_input_grad, (bool, np.bool_)):
-        raise TypeError(
-            f"need_input_grad must be a bool, got {type(need_input_grad).__name__} {need_input_grad!r}"
-        )
+    need_input_grad = check_bool(need_input_grad, "need_input_grad")
     x, W, (dout,), stride, pad, dilation, (out_h, out_w) = _conv_arguments(
         x, W, [(dout, "dout", 4)], stride, pad, dilation)
     N, C, H, width = x.shape
     FN = W.shape[0]
-    expected = (N, FN, out_h, out_w)
-    if dout.shape != expected:
-        raise ValueError(
-            f"dout must have conv2d's output shape {expected} for x of shape {x.shape} and "
-            f"W of shape {W.shape}, got {dout.shape}"
-        )
+    check_shape(dout, (N, FN, out_h, out_w), "dout", "conv2d's output ",
+                f" for x of shape {x.shape} and W of shape {W.shape}")
     dtype = x.dtype
     dx = check_out(None, x.shape, dtype, ()) if need_input_grad else None
     dW = check_out(None, W.shape, dtype, ())
@@ -419,8 +392,8 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, dilation=1, *, need_input_grad=
         if dx is not None:
             dx[...] = 0
         return dx, dW, db
-    dout = _converted(dout, "dout", dtype, contiguous=True)
-    W = _converted(W, "W", dtype, contiguous=True)
+    dout = converted(dout, "dout", dtype, contiguous=True)
+    W = converted(W, "W", dtype, contiguous=True)
     dx_arg = dx if dx is not None else np.empty((0, 0, 0, 0), dtype)
     with single_threaded_blas():
         if dtype == np.float32:

@@ -25,7 +25,9 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from cconv.kernels._common cimport BACKWARD_CHUNKS, add_chunks_in_order, clamp_threads, sum_in_order
+from cconv.kernels._common cimport (
+    BACKWARD_CHUNKS, add_chunks_in_order, clamp_threads, output_size, sum_in_order,
+)
 
 
 cdef extern from "direct_conv.h" nogil:
@@ -124,8 +126,8 @@ cdef Plan _make_plan(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width,
     p.channels, p.height, p.width, p.out_channels = channels, height, width, out_channels
     p.filter_h, p.filter_w, p.pad_h, p.pad_w = filter_h, filter_w, pad_h, pad_w
     p.dilation_h, p.dilation_w = dilation_h, dilation_w
-    p.out_h = height + 2 * pad_h - dilation_h * (filter_h - 1)
-    p.out_w = width + 2 * pad_w - dilation_w * (filter_w - 1)
+    p.out_h = output_size(height, filter_h, 1, pad_h, dilation_h)
+    p.out_w = output_size(width, filter_w, 1, pad_w, dilation_w)
     p.padded_w = width + 2 * pad_w
     p.taps = channels * filter_h * filter_w
     p.filters_r = _round_up(out_channels, CCONV_DIRECT_FILTERS)

@@ -12,7 +12,7 @@ from cconv.kernels._openmp cimport effective_num_threads
 
 import numpy as np
 
-from cconv._validation import as_float_array, as_pair, as_positive_int, check_out, conv_output_size
+from cconv._validation import as_float_array, as_pair, check_out, conv_output_size, window_sizes
 
 
 # col is built tile by tile: a tile is a run of consecutive rows of one image
@@ -195,7 +195,7 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0, dilation=1, *, out=N
            [ 5.,  7., 13., 15.]])
     """
     x = as_float_array(input_data, "input_data", 4)
-    filter_hw = (as_positive_int(filter_h, "filter_h"), as_positive_int(filter_w, "filter_w"))
+    filter_hw = window_sizes(filter_h, filter_w)
     stride = as_pair(stride, "stride", 1)
     pad = as_pair(pad, "pad", 0)
     dilation = as_pair(dilation, "dilation", 1)

@@ -12,14 +12,14 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
-from cconv.kernels._common cimport clamp_threads, clip_high, clip_low, valid_range
+from cconv.kernels._common cimport clamp_threads, clip_high, clip_low, output_size, valid_range
 from cconv.kernels._openmp cimport effective_num_threads
 
 import numpy as np
 
 from cconv._validation import (
-    as_float_array, as_pair, as_positive_int, check_out, check_pool_padding,
-    conv_output_size, input_shape_tuple,
+    as_float_array, as_pair, check_argmax, check_argmax_values, check_bool, check_out,
+    check_pool_padding, check_shape, conv_output_size, input_shape_tuple, window_sizes,
 )
 
 
@@ -42,8 +42,8 @@ cdef inline Geometry _geometry(Py_ssize_t H, Py_ssize_t W, Py_ssize_t pool_h, Py
     g.pool_h, g.pool_w = pool_h, pool_w
     g.stride_h, g.stride_w = stride_h, stride_w
     g.pad_h, g.pad_w = pad_h, pad_w
-    g.out_h = (H + 2 * pad_h - pool_h) // stride_h + 1
-    g.out_w = (W + 2 * pad_w - pool_w) // stride_w + 1
+    g.out_h = output_size(H, pool_h, stride_h, pad_h, 1)
+    g.out_w = output_size(W, pool_w, stride_w, pad_w, 1)
     return g
 
 
@@ -117,18 +117,24 @@ cdef inline void _max_plane(const Geometry* g, const char* src, Py_ssize_t s_h, 
             argmax[oy * g.out_w + ox] = best_k
 
 
-cdef inline void _max_backward_plane(const Geometry* g, const char* dout, Py_ssize_t s_h,
-                                     Py_ssize_t s_w, const char* argmax, Py_ssize_t a_h,
-                                     Py_ssize_t a_w, floating* dx) noexcept nogil:
-    """Add each dout value of one plane to the pixel its argmax names.
+cdef inline bint _outside_window(int64_t k, int64_t window) noexcept nogil:
+    """True when ``k`` is not a window position, in [0, window) (one unsigned compare)."""
+    return <uint64_t>k >= <uint64_t>window
 
-    Positions that fall in the padding (or are not window positions at all)
-    route nothing.
+
+cdef inline Py_ssize_t _max_backward_plane(const Geometry* g, const char* dout, Py_ssize_t s_h,
+                                           Py_ssize_t s_w, const char* argmax, Py_ssize_t a_h,
+                                           Py_ssize_t a_w, floating* dx) noexcept nogil:
+    """Add each dout value of one plane to the pixel its argmax names; return the argmax
+    entries that are not window positions.
+
+    Those entries route nothing, nor do positions that fall in the padding.
     """
     cdef Py_ssize_t oy, ox, iy, ix, ky, kx
     cdef Py_ssize_t H = g.H, W = g.W, pool_w = g.pool_w
     cdef Py_ssize_t stride_h = g.stride_h, stride_w = g.stride_w, pad_h = g.pad_h, pad_w = g.pad_w
     cdef int64_t k, window = g.pool_h * g.pool_w
+    cdef Py_ssize_t outside = 0
     # Window position -> (ky, kx) by table for the usual small windows, so
     # the loop has no division.
     cdef Py_ssize_t ky_of[64]
@@ -142,7 +148,8 @@ cdef inline void _max_backward_plane(const Geometry* g, const char* dout, Py_ssi
     for oy in range(g.out_h):
         for ox in range(g.out_w):
             k = (<const int64_t*>(argmax + oy * a_h + ox * a_w))[0]
-            if <uint64_t>k >= <uint64_t>window:
+            if _outside_window(k, window):
+                outside += 1
                 continue
             if small:
                 ky = ky_of[k]
@@ -154,6 +161,7 @@ cdef inline void _max_backward_plane(const Geometry* g, const char* dout, Py_ssi
             ix = ox * stride_w - pad_w + kx
             if <size_t>iy < <size_t>H and <size_t>ix < <size_t>W:
                 dx[iy * W + ix] += (<const floating*>(dout + oy * s_h + ox * s_w))[0]
+    return outside
 
 
 cdef inline void _avg_plane(const Geometry* g, const char* src, Py_ssize_t s_h, Py_ssize_t s_w,
@@ -263,22 +271,25 @@ cdef void max_pool2d_core(const floating[:, :, :, :] x, Py_ssize_t pool_h, Py_ss
                    out_data + task * plane, arg_data + task * plane)
 
 
-cdef void max_pool2d_backward_core(const floating[:, :, :, :] dout, const int64_t[:, :, :, :] argmax,
-                                   Py_ssize_t pool_h, Py_ssize_t pool_w,
-                                   Py_ssize_t stride_h, Py_ssize_t stride_w,
-                                   Py_ssize_t pad_h, Py_ssize_t pad_w,
-                                   floating[:, :, :, ::1] dx, int num_threads) noexcept nogil:
+cdef Py_ssize_t max_pool2d_backward_core(const floating[:, :, :, :] dout,
+                                         const int64_t[:, :, :, :] argmax,
+                                         Py_ssize_t pool_h, Py_ssize_t pool_w,
+                                         Py_ssize_t stride_h, Py_ssize_t stride_w,
+                                         Py_ssize_t pad_h, Py_ssize_t pad_w,
+                                         floating[:, :, :, ::1] dx, int num_threads) noexcept nogil:
     """Route each ``dout`` value to the pixel its ``argmax`` names, summing.
 
     ``dx`` (N, C, H, W) is overwritten. The caller guarantees ``argmax`` has
-    ``dout``'s shape and values in [0, pool_h*pool_w).
+    ``dout``'s shape. Entries of ``argmax`` outside [0, pool_h*pool_w) route
+    nothing; the return value is their number (0 for a valid ``argmax``),
+    counted in the same pass (per-thread counts reduced by the prange).
     """
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1]
     cdef Geometry g = _geometry(dx.shape[2], dx.shape[3], pool_h, pool_w,
                                 stride_h, stride_w, pad_h, pad_w)
-    cdef Py_ssize_t task, n, c
+    cdef Py_ssize_t task, n, c, outside = 0
     if N == 0 or C == 0:
-        return
+        return 0
     cdef const char* d_base = <const char*>&dout[0, 0, 0, 0]
     cdef const char* a_base = <const char*>&argmax[0, 0, 0, 0]
     cdef Py_ssize_t d_n = dout.strides[0], d_c = dout.strides[1]
@@ -290,9 +301,10 @@ cdef void max_pool2d_backward_core(const floating[:, :, :, :] dout, const int64_
                       num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
         n = task // C
         c = task - n * C
-        _max_backward_plane(&g, d_base + n * d_n + c * d_c, d_h, d_w,
-                            a_base + n * a_n + c * a_c, a_h, a_w,
-                            dx_data + task * g.H * g.W)
+        outside += _max_backward_plane(&g, d_base + n * d_n + c * d_c, d_h, d_w,
+                                       a_base + n * a_n + c * a_c, a_h, a_w,
+                                       dx_data + task * g.H * g.W)
+    return outside
 
 
 cdef void avg_pool2d_core(const floating[:, :, :, :] x, Py_ssize_t pool_h, Py_ssize_t pool_w,
@@ -351,8 +363,11 @@ cdef void avg_pool2d_backward_core(const floating[:, :, :, :] dout,
 
 # ---------------------------------------------------------------- Python API
 
-cdef void _max_pool2d_nogil(const floating[:, :, :, :] x, tuple pool, tuple stride, tuple pad,
-                            floating[:, :, :, ::1] out, int64_t[:, :, :, ::1] argmax):
+# Each of these holds the GIL to read its tuples, then releases it around the core.
+
+cdef void _max_pool2d_with_gil_released(const floating[:, :, :, :] x, tuple pool, tuple stride,
+                                        tuple pad, floating[:, :, :, ::1] out,
+                                        int64_t[:, :, :, ::1] argmax):
     cdef int num_threads = effective_num_threads()
     cdef Py_ssize_t stride_h = stride[0], stride_w = stride[1], pad_h = pad[0], pad_w = pad[1]
     cdef Py_ssize_t pool_h = pool[0], pool_w = pool[1]
@@ -361,19 +376,22 @@ cdef void _max_pool2d_nogil(const floating[:, :, :, :] x, tuple pool, tuple stri
                         out, argmax, num_threads)
 
 
-cdef void _max_pool2d_backward_nogil(const floating[:, :, :, :] dout, const int64_t[:, :, :, :] argmax,
-                                     tuple pool, tuple stride, tuple pad,
-                                     floating[:, :, :, ::1] dx):
+cdef Py_ssize_t _max_pool2d_backward_with_gil_released(
+        const floating[:, :, :, :] dout, const int64_t[:, :, :, :] argmax,
+        tuple pool, tuple stride, tuple pad, floating[:, :, :, ::1] dx):
+    """Run max_pool2d_backward_core; return its count of argmax entries outside the window."""
     cdef int num_threads = effective_num_threads()
     cdef Py_ssize_t stride_h = stride[0], stride_w = stride[1], pad_h = pad[0], pad_w = pad[1]
-    cdef Py_ssize_t pool_h = pool[0], pool_w = pool[1]
+    cdef Py_ssize_t pool_h = pool[0], pool_w = pool[1], outside
     with nogil:
-        max_pool2d_backward_core(dout, argmax, pool_h, pool_w, stride_h, stride_w,
-                                 pad_h, pad_w, dx, num_threads)
+        outside = max_pool2d_backward_core(dout, argmax, pool_h, pool_w, stride_h, stride_w,
+                                           pad_h, pad_w, dx, num_threads)
+    return outside
 
 
-cdef void _avg_pool2d_nogil(const floating[:, :, :, :] x, tuple pool, tuple stride, tuple pad,
-                            bint count_include_pad, floating[:, :, :, ::1] out):
+cdef void _avg_pool2d_with_gil_released(const floating[:, :, :, :] x, tuple pool, tuple stride,
+                                        tuple pad, bint count_include_pad,
+                                        floating[:, :, :, ::1] out):
     cdef int num_threads = effective_num_threads()
     cdef Py_ssize_t stride_h = stride[0], stride_w = stride[1], pad_h = pad[0], pad_w = pad[1]
     cdef Py_ssize_t pool_h = pool[0], pool_w = pool[1]
@@ -382,9 +400,9 @@ cdef void _avg_pool2d_nogil(const floating[:, :, :, :] x, tuple pool, tuple stri
                         count_include_pad, out, num_threads)
 
 
-cdef void _avg_pool2d_backward_nogil(const floating[:, :, :, :] dout, tuple pool, tuple stride,
-                                     tuple pad, bint count_include_pad,
-                                     floating[:, :, :, ::1] dx):
+cdef void _avg_pool2d_backward_with_gil_released(const floating[:, :, :, :] dout, tuple pool,
+                                                 tuple stride, tuple pad, bint count_include_pad,
+                                                 floating[:, :, :, ::1] dx):
     cdef int num_threads = effective_num_threads()
     cdef Py_ssize_t stride_h = stride[0], stride_w = stride[1], pad_h = pad[0], pad_w = pad[1]
     cdef Py_ssize_t pool_h = pool[0], pool_w = pool[1]
@@ -393,53 +411,24 @@ cdef void _avg_pool2d_backward_nogil(const floating[:, :, :, :] dout, tuple pool
                                  count_include_pad, dx, num_threads)
 
 
-cdef bint _argmax_in_range(const int64_t[:, :, :, :] argmax, int64_t size) noexcept nogil:
-    """True when every entry of ``argmax`` is in [0, size)."""
-    cdef Py_ssize_t n, c, i, j
-    cdef uint64_t bad = 0
-    for n in range(argmax.shape[0]):
-        for c in range(argmax.shape[1]):
-            for i in range(argmax.shape[2]):
-                for j in range(argmax.shape[3]):
-                    bad |= <uint64_t>argmax[n, c, i, j] >= <uint64_t>size
-    return bad == 0
-
-
-cdef bint _flat_argmax_in_range(const int64_t[::1] argmax, int64_t size) noexcept nogil:
-    """Contiguous case of :func:`_argmax_in_range`: one vectorisable pass, in parallel."""
-    cdef Py_ssize_t i, n = argmax.shape[0]
-    cdef uint64_t bad = 0
-    for i in prange(n, schedule="static",
-                    num_threads=clamp_threads(effective_num_threads(), n, n)):
-        bad |= <uint64_t>argmax[i] >= <uint64_t>size
-    return bad == 0
-
-
-def _check_argmax(argmax, out_shape, window):
-    """Return ``argmax`` as int64 after checking its type, shape and values."""
-    if not isinstance(argmax, np.ndarray) or argmax.dtype.kind not in "iu":
-        kind = argmax.dtype if isinstance(argmax, np.ndarray) else type(argmax).__name__
-        raise TypeError(f"argmax must be an integer ndarray (as max_pool2d returns), got {kind}")
-    if argmax.shape != out_shape:
-        raise ValueError(f"argmax must have dout's shape {out_shape}, got {argmax.shape}")
-    given = argmax
-    argmax = argmax.astype(np.int64, copy=not argmax.flags.aligned)
-    cdef bint ok = given.dtype.kind == "i" or given.max(initial=0) < window
-    if ok and argmax.flags.c_contiguous:
-        ok = _flat_argmax_in_range(argmax.reshape(-1), window)
-    elif ok:
-        ok = _argmax_in_range(argmax, window)
-    if not ok:
-        raise ValueError(
-            f"argmax values must be window positions in [0, {window}), got values "
-            f"from {given.min()} to {given.max()}"
-        )
-    return argmax
+cdef Py_ssize_t _count_outside_window(const int64_t[:, :, :, :] argmax, int64_t window,
+                                      int num_threads) noexcept nogil:
+    """Entries of ``argmax`` outside [0, window): the scan before a caller's ``out=`` is written."""
+    cdef Py_ssize_t N = argmax.shape[0], C = argmax.shape[1], task, n, c, i, j, outside = 0
+    cdef Py_ssize_t plane = argmax.shape[2] * argmax.shape[3]
+    for task in prange(N * C, schedule="static",
+                      num_threads=clamp_threads(num_threads, N * C, N * C * plane)):
+        n = task // C
+        c = task - n * C
+        for i in range(argmax.shape[2]):
+            for j in range(argmax.shape[3]):
+                outside += _outside_window(argmax[n, c, i, j], window)
+    return outside
 
 
 def _pool_geometry(shape, pool_h, pool_w, stride, pad, name):
     """Check the pooling arguments for an input of ``shape``; return them normalised."""
-    pool = (as_positive_int(pool_h, "pool_h"), as_positive_int(pool_w, "pool_w"))
+    pool = window_sizes(pool_h, pool_w, ("pool_h", "pool_w"))
     stride = as_pair(stride, "stride", 1)
     pad = as_pair(pad, "pad", 0)
     check_pool_padding(pool, pad, shape[2:], name)
@@ -447,18 +436,9 @@ def _pool_geometry(shape, pool_h, pool_w, stride, pad, name):
     return pool, stride, pad, (shape[0], shape[1]) + out_hw
 
 
-def _check_count_include_pad(value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
 def _dout_array(dout, out_shape):
     dout = as_float_array(dout, "dout", 4)
-    if dout.shape != out_shape:
-        raise ValueError(
-            f"dout must have the pooling output's shape {out_shape}, got {dout.shape}"
-        )
+    check_shape(dout, out_shape, "dout", "the pooling output's ")
     return dout
 
 
@@ -504,9 +484,9 @@ def max_pool2d(x, pool_h, pool_w, stride=1, pad=0, *, out=None, argmax_out=None)
     if result.size == 0:
         return result, argmax
     if x.dtype == np.float32:
-        _max_pool2d_nogil[float](x, pool, stride, pad, result, argmax)
+        _max_pool2d_with_gil_released[float](x, pool, stride, pad, result, argmax)
     else:
-        _max_pool2d_nogil[double](x, pool, stride, pad, result, argmax)
+        _max_pool2d_with_gil_released[double](x, pool, stride, pad, result, argmax)
     return result, argmax
 
 
@@ -530,18 +510,37 @@ def max_pool2d_backward(dout, argmax, input_shape, pool_h, pool_w, stride=1, pad
     -------
     dx : ndarray, shape (N, C, H, W), dtype of dout
         Where windows overlap, the gradients reaching a pixel sum.
+
+    Raises
+    ------
+    ValueError
+        Also for ``argmax`` entries outside [0, pool_h*pool_w), found in the
+        same pass that routes the gradients (the new ``dx`` is dropped). A
+        given ``out`` is scanned first instead, and left untouched.
     """
     shape = input_shape_tuple(input_shape)
     pool, stride, pad, out_shape = _pool_geometry(shape, pool_h, pool_w, stride, pad, "input_shape")
     dout = _dout_array(dout, out_shape)
-    argmax = _check_argmax(argmax, out_shape, pool[0] * pool[1])
+    given = argmax
+    argmax = check_argmax(argmax, out_shape)
+    window = pool[0] * pool[1]
     dx = check_out(out, shape, dout.dtype, (dout, argmax))
+    cdef const int64_t[:, :, :, :] positions
+    cdef int64_t window_size = window
+    cdef int num_threads
+    cdef Py_ssize_t outside
+    if out is not None:  # the caller's array is never written for a bad argmax
+        positions, num_threads = argmax, effective_num_threads()
+        with nogil:
+            outside = _count_outside_window(positions, window_size, num_threads)
+        check_argmax_values(outside, given, window)
     if dx.size == 0:
         return dx
     if dout.dtype == np.float32:
-        _max_pool2d_backward_nogil[float](dout, argmax, pool, stride, pad, dx)
+        outside = _max_pool2d_backward_with_gil_released[float](dout, argmax, pool, stride, pad, dx)
     else:
-        _max_pool2d_backward_nogil[double](dout, argmax, pool, stride, pad, dx)
+        outside = _max_pool2d_backward_with_gil_released[double](dout, argmax, pool, stride, pad, dx)
+    check_argmax_values(outside, given, window)
     return dx
 
 
@@ -574,14 +573,14 @@ def avg_pool2d(x, pool_h, pool_w, stride=1, pad=0, count_include_pad=True, *, ou
     """
     x = as_float_array(x, "x", 4)
     pool, stride, pad, out_shape = _pool_geometry(x.shape, pool_h, pool_w, stride, pad, "x")
-    count_include_pad = _check_count_include_pad(count_include_pad)
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     result = check_out(out, out_shape, x.dtype, (x,))
     if result.size == 0:
         return result
     if x.dtype == np.float32:
-        _avg_pool2d_nogil[float](x, pool, stride, pad, count_include_pad, result)
+        _avg_pool2d_with_gil_released[float](x, pool, stride, pad, count_include_pad, result)
     else:
-        _avg_pool2d_nogil[double](x, pool, stride, pad, count_include_pad, result)
+        _avg_pool2d_with_gil_released[double](x, pool, stride, pad, count_include_pad, result)
     return result
 
 
@@ -606,13 +605,13 @@ def avg_pool2d_backward(dout, input_shape, pool_h, pool_w, stride=1, pad=0,
     """
     shape = input_shape_tuple(input_shape)
     pool, stride, pad, out_shape = _pool_geometry(shape, pool_h, pool_w, stride, pad, "input_shape")
-    count_include_pad = _check_count_include_pad(count_include_pad)
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     dout = _dout_array(dout, out_shape)
     dx = check_out(out, shape, dout.dtype, (dout,))
     if dx.size == 0:
         return dx
     if dout.dtype == np.float32:
-        _avg_pool2d_backward_nogil[float](dout, pool, stride, pad, count_include_pad, dx)
+        _avg_pool2d_backward_with_gil_released[float](dout, pool, stride, pad, count_include_pad, dx)
     else:
-        _avg_pool2d_backward_nogil[double](dout, pool, stride, pad, count_include_pad, dx)
+        _avg_pool2d_backward_with_gil_released[double](dout, pool, stride, pad, count_include_pad, dx)
     return dx
