@@ -39,6 +39,7 @@ import os
 import numpy as np
 
 from cconv._atomic import atomic_write_bytes
+from cconv._validation import check_int
 from cconv.layers import AvgPooling, Convolution, Pooling, Relu, Sigmoid
 from cconv.nets._base import Network, forward_layers, named_layers
 
@@ -102,12 +103,6 @@ def _check_path(path):
     if suffix not in _FORMATS:
         raise ValueError(f"path must end in .png, .svg or .pdf, got {path!r}")
     return path, _FORMATS[suffix]
-
-
-def _check_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_dpi(dpi):
@@ -382,7 +377,10 @@ def loss_figure(train_loss, path=None, *, smooth=None, title=None, dpi=DEFAULT_D
     finite = np.isfinite(loss)
     if not finite.any():
         raise ValueError("train_loss has no finite value to draw")
-    window = max(1, loss.size // 50) if smooth is None else _check_int(smooth, "smooth")
+    if smooth is None:
+        window = max(1, loss.size // 50)
+    else:
+        window = check_int(smooth, "smooth", non_int_error=ValueError)
     window = min(window, loss.size)
 
     fig, ax = _curve_axes(dpi, "iterations", "loss", title)
@@ -449,13 +447,13 @@ def filters_figure(W, path=None, *, nx=8, channel=None, title=None, dpi=DEFAULT_
     target = _check_path(path)
     dpi = _check_dpi(dpi)
     title = _check_title(title)
-    nx = _check_int(nx, "nx")
+    nx = check_int(nx, "nx", non_int_error=ValueError)
     W = _real_array(W, "W")
     if W.ndim != 4 or W.size == 0:
         raise ValueError(f"W must be a non-empty (FN, C, FH, FW) array, got shape {W.shape}")
     FN, C = W.shape[:2]
     if channel is not None:
-        channel = _check_int(channel, "channel", minimum=0)
+        channel = check_int(channel, "channel", minimum=0, non_int_error=ValueError)
         if channel >= C:
             raise ValueError(f"channel must be < {C} (the channels of W), got {channel}")
 
@@ -526,7 +524,7 @@ def confusion_matrix(true, predicted, num_classes=None):
         if largest < 0:
             raise ValueError("num_classes is needed when there are no labels")
         num_classes = largest + 1
-    num_classes = _check_int(num_classes, "num_classes")
+    num_classes = check_int(num_classes, "num_classes", non_int_error=ValueError)
     if largest >= num_classes:
         raise ValueError(f"labels must be < num_classes = {num_classes}, got {largest}")
     counts = np.bincount(true * num_classes + predicted, minlength=num_classes * num_classes)
@@ -664,8 +662,8 @@ def misclassified_figure(
     target = _check_path(path)
     dpi = _check_dpi(dpi)
     title = _check_title(title)
-    max_images = _check_int(max_images, "max_images")
-    ncols = _check_int(ncols, "ncols")
+    max_images = check_int(max_images, "max_images", non_int_error=ValueError)
+    ncols = check_int(ncols, "ncols", non_int_error=ValueError)
     batch = _image_batch(images)
     true, predicted = _label_pairs(true, predicted)
     if true.size != batch.shape[0]:
@@ -849,7 +847,7 @@ def activations_figure(network, x, path=None, *, max_maps=16, title=None, dpi=DE
     target = _check_path(path)
     dpi = _check_dpi(dpi)
     title = _check_title(title)
-    max_maps = _check_int(max_maps, "max_maps")
+    max_maps = check_int(max_maps, "max_maps", non_int_error=ValueError)
     image = _real_array(x, "x")
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]

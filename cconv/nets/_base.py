@@ -39,6 +39,7 @@ import numpy as np
 
 from cconv import params_io
 from cconv._blas import serial_blas
+from cconv._validation import check_dtype, check_int
 from cconv.gradient import numerical_gradient
 from cconv.layers import Affine, AvgPooling, BatchNormalization, Convolution, Dropout, Pooling
 
@@ -46,8 +47,6 @@ __all__ = [
     "Network",
     "Weight",
     "WeightInit",
-    "check_dtype",
-    "conv_output_size",
     "forward_layers",
     "init_scale",
     "named_layers",
@@ -65,46 +64,6 @@ _BOOK_PARAMS_FILE = "params.pkl"
 
 #: Config entries that may differ between a file and the network loading it.
 _NON_ARCHITECTURE_CONFIG = frozenset({"weight_init_std", "dtype"})
-
-
-def check_dtype(dtype):
-    """Return ``dtype`` as a NumPy dtype, float32 or float64, or raise ``TypeError``."""
-    try:
-        result = np.dtype(dtype)
-    except TypeError:
-        result = None
-    if result not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
-    return result
-
-
-def check_positive_int(value, name):
-    """Return ``value`` as an int >= 1, or raise ``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def check_input_dim(input_dim):
-    """Return ``input_dim`` as a ``(C, H, W)`` tuple of ints >= 1."""
-    try:
-        dims = tuple(input_dim)
-    except TypeError:
-        dims = ()
-    if len(dims) != 3:
-        raise ValueError(f"input_dim must be (channels, height, width), got {input_dim!r}")
-    return tuple(check_positive_int(d, "input_dim entries") for d in dims)
-
-
-def conv_output_size(size, filter_size, stride, pad, where):
-    """``(size + 2*pad - filter_size) // stride + 1``; ``ValueError`` naming ``where`` if < 1."""
-    out = (size + 2 * pad - filter_size) // stride + 1
-    if out < 1:
-        raise ValueError(
-            f"{where}: a {filter_size}-wide window with stride {stride} and pad {pad} does not fit "
-            f"an input of size {size}; use a larger input_dim or smaller filters"
-        )
-    return out
 
 
 def init_scale(weight_init_std, fan_in):
@@ -337,7 +296,7 @@ class Network:
 
         In test mode (``train_flg=False``); a last partial batch is predicted too.
         """
-        batch_size = check_positive_int(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size", non_int_error=ValueError)
         labels = np.empty(x.shape[0], dtype=np.int64)
         for start in range(0, x.shape[0], batch_size):
             scores = self.predict(x[start : start + batch_size], train_flg=False)

@@ -13,13 +13,11 @@ convolution instead of the 11x11 stride 4 one, which would shrink them to nothin
 
 import numpy as np
 
+from cconv._validation import check_input_dim, check_int, conv_output_size
 from cconv.layers import LRN, Pooling, Relu, SoftmaxWithLoss
 from cconv.nets._base import (
     Network,
     Weight,
-    check_input_dim,
-    check_positive_int,
-    conv_output_size,
     init_scale,
     make_layers,
 )
@@ -46,11 +44,11 @@ def _conv_geometries(conv1):
 def _feature_geometry(height, width, conv1):
     """(height, width) after the feature extractor; ``ValueError`` if a layer does not fit."""
     for i, (size, stride, pad) in enumerate(_conv_geometries(conv1), start=1):
-        height = conv_output_size(height, size, stride, pad, f"Conv{i}")
-        width = conv_output_size(width, size, stride, pad, f"Conv{i}")
+        height, width = conv_output_size((height, width), (size, size), (stride, stride),
+                                         (pad, pad), f"input of Conv{i}")
         if i in _POOL_AFTER:
-            height = conv_output_size(height, 3, 2, 0, f"Pool{i}")
-            width = conv_output_size(width, 3, 2, 0, f"Pool{i}")
+            height, width = conv_output_size((height, width), (3, 3), (2, 2), (0, 0),
+                                             f"input of Pool{i}")
     return height, width
 
 
@@ -153,8 +151,8 @@ class AlexNet(Network):
         weight_init_std,
     ):
         input_dim = check_input_dim(input_dim)
-        output_size = check_positive_int(output_size, "output_size")
-        hidden_size = check_positive_int(hidden_size, "hidden_size")
+        output_size = check_int(output_size, "output_size", non_int_error=ValueError)
+        hidden_size = check_int(hidden_size, "hidden_size", non_int_error=ValueError)
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
             raise ValueError(f"width must be a number > 0, got {width!r}")
         if (

@@ -10,13 +10,11 @@ import types
 
 import numpy as np
 
+from cconv._validation import check_input_dim, check_int, conv_output_size
 from cconv.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
 from cconv.nets._base import (
     Network,
     Weight,
-    check_input_dim,
-    check_positive_int,
-    conv_output_size,
     init_scale,
 )
 from cconv.nets.simple_convnet import conv_param_dict
@@ -133,8 +131,8 @@ class DeepConvNet(Network):
             conv_param_dict(conv_params[f"conv_param_{i}"], default, f"conv_param_{i}")
             for i, default in enumerate(DEFAULT_CONV_PARAMS, start=1)
         ]
-        hidden_size = check_positive_int(hidden_size, "hidden_size")
-        output_size = check_positive_int(output_size, "output_size")
+        hidden_size = check_int(hidden_size, "hidden_size", non_int_error=ValueError)
+        output_size = check_int(output_size, "output_size", non_int_error=ValueError)
         config = {"input_dim": input_dim}
         config.update({f"conv_param_{i + 1}": conv for i, conv in enumerate(convs)})
         config.update(hidden_size=hidden_size, output_size=output_size)
@@ -145,12 +143,12 @@ class DeepConvNet(Network):
         for i, conv in enumerate(convs):
             size, stride, pad = conv["filter_size"], conv["stride"], conv["pad"]
             pre_node_nums.append(channels * size * size)
-            height = conv_output_size(height, size, stride, pad, f"Conv{i + 1}")
-            width = conv_output_size(width, size, stride, pad, f"Conv{i + 1}")
+            height, width = conv_output_size((height, width), (size, size), (stride, stride),
+                                             (pad, pad), f"input of Conv{i + 1}")
             channels = conv["filter_num"]
             if i % 2 == 1:
-                height = conv_output_size(height, 2, 2, 0, f"Pool{i // 2 + 1}")
-                width = conv_output_size(width, 2, 2, 0, f"Pool{i // 2 + 1}")
+                height, width = conv_output_size((height, width), (2, 2), (2, 2), (0, 0),
+                                                 f"input of Pool{i // 2 + 1}")
         flat_size = channels * height * width  # 64*4*4 for the book's settings
         pre_node_nums += [flat_size, hidden_size]
 

@@ -9,13 +9,11 @@ The original uses sigmoid activations and subsampling (average pooling);
 
 import numpy as np
 
+from cconv._validation import check_input_dim, check_int, conv_output_size
 from cconv.layers import AvgPooling, Pooling, Relu, Sigmoid, SoftmaxWithLoss
 from cconv.nets._base import (
     Network,
     Weight,
-    check_input_dim,
-    check_positive_int,
-    conv_output_size,
     init_scale,
     make_layers,
 )
@@ -114,7 +112,7 @@ class LeNet(Network):
         cls, input_dim, output_size, activation, pooling, filter_nums, hidden_sizes, weight_init_std
     ):
         input_dim = check_input_dim(input_dim)
-        output_size = check_positive_int(output_size, "output_size")
+        output_size = check_int(output_size, "output_size", non_int_error=ValueError)
         choose(activation, _ACTIVATIONS, "activation")
         choose(pooling, _POOLINGS, "pooling")
         filter_nums = _pair_of_counts(filter_nums, "filter_nums")
@@ -141,10 +139,10 @@ class LeNet(Network):
                     init_scale(weight_init_std, channels * _SIZE * _SIZE),
                 )
             )
-            height = conv_output_size(height, _SIZE, 1, pad, f"Conv{i}")
-            width = conv_output_size(width, _SIZE, 1, pad, f"Conv{i}")
-            height = conv_output_size(height, 2, 2, 0, f"Pool{i}")
-            width = conv_output_size(width, 2, 2, 0, f"Pool{i}")
+            height, width = conv_output_size((height, width), (_SIZE, _SIZE), (1, 1), (pad, pad),
+                                             f"input of Conv{i}")
+            height, width = conv_output_size((height, width), (2, 2), (2, 2), (0, 0),
+                                             f"input of Pool{i}")
             channels = filter_num
         sizes = (channels * height * width, *hidden_sizes, output_size)
         for i in range(3, 6):
@@ -158,4 +156,5 @@ def _pair_of_counts(value, name):
         first, second = value
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair of integers >= 1, got {value!r}") from None
-    return (check_positive_int(first, f"{name}[0]"), check_positive_int(second, f"{name}[1]"))
+    return (check_int(first, f"{name}[0]", non_int_error=ValueError),
+            check_int(second, f"{name}[1]", non_int_error=ValueError))

@@ -4,13 +4,11 @@ import types
 
 import numpy as np
 
+from cconv._validation import check_input_dim, check_int, conv_output_size
 from cconv.layers import Pooling, Relu, SoftmaxWithLoss
 from cconv.nets._base import (
     Network,
     Weight,
-    check_input_dim,
-    check_positive_int,
-    conv_output_size,
     init_scale,
     make_layers,
 )
@@ -29,11 +27,9 @@ def conv_param_dict(conv_param, default, name="conv_param"):
     if unknown:
         raise ValueError(f"{name}: unknown key(s) {sorted(unknown)}; expected {sorted(default)}")
     param = {**default, **conv_param}
-    for key in ("filter_num", "filter_size", "stride"):
-        check_positive_int(param[key], f"{name}[{key!r}]")
-    pad = param["pad"]
-    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
-        raise ValueError(f"{name}['pad'] must be an integer >= 0, got {pad!r}")
+    for key in ("filter_num", "filter_size", "stride", "pad"):
+        check_int(param[key], f"{name}[{key!r}]", minimum=0 if key == "pad" else 1,
+                  non_int_error=ValueError)
     return {key: int(value) for key, value in param.items()}
 
 
@@ -106,8 +102,8 @@ class SimpleConvNet(Network):
     def _plan(cls, input_dim, conv_param, hidden_size, output_size, weight_init_std):
         input_dim = check_input_dim(input_dim)
         conv = conv_param_dict(conv_param, DEFAULT_CONV_PARAM)
-        hidden_size = check_positive_int(hidden_size, "hidden_size")
-        output_size = check_positive_int(output_size, "output_size")
+        hidden_size = check_int(hidden_size, "hidden_size", non_int_error=ValueError)
+        output_size = check_int(output_size, "output_size", non_int_error=ValueError)
         config = {
             "input_dim": input_dim,
             "conv_param": conv,
@@ -117,13 +113,10 @@ class SimpleConvNet(Network):
         }
         channels, height, width = input_dim
         size = conv["filter_size"]
-        conv_h = conv_output_size(height, size, conv["stride"], conv["pad"], "Conv1")
-        conv_w = conv_output_size(width, size, conv["stride"], conv["pad"], "Conv1")
-        pool_output_size = (
-            conv["filter_num"]
-            * conv_output_size(conv_h, 2, 2, 0, "Pool1")
-            * conv_output_size(conv_w, 2, 2, 0, "Pool1")
-        )
+        stride, pad = (conv["stride"],) * 2, (conv["pad"],) * 2
+        conv_hw = conv_output_size((height, width), (size, size), stride, pad, "input of Conv1")
+        pool_h, pool_w = conv_output_size(conv_hw, (2, 2), (2, 2), (0, 0), "input of Pool1")
+        pool_output_size = conv["filter_num"] * pool_h * pool_w
         fan_ins = (channels * size * size, pool_output_size, hidden_size)
         weights = [
             Weight(

@@ -7,9 +7,12 @@ ox), columns (c, ky, kx)); unlike the book's, they keep float32 float32.
 ``smooth_curve``, ``shuffle_dataset`` and ``conv_output_size`` follow the book.
 """
 
+import operator
+
 import numpy as np
 
 from cconv import col2im, im2col
+from cconv._validation import output_length
 
 __all__ = ["col2im", "conv_output_size", "im2col", "shuffle_dataset", "smooth_curve"]
 
@@ -62,4 +65,4 @@ def shuffle_dataset(x, t):
 
 def conv_output_size(input_size, filter_size, stride=1, pad=0):
     """``(input_size + 2*pad - filter_size) / stride + 1``, a float as the book's (true division)."""
-    return (input_size + 2 * pad - filter_size) / stride + 1
+    return output_length(input_size, filter_size, stride, pad, divide=operator.truediv)
