@@ -7,13 +7,7 @@ import sys
 
 from cconv import datasets
 from cconv._atomic import check_writable_dir
-try:
-    from cconv._validation import check_int
-except ImportError:  # TEMPORARY until the one int checker lands in _validation
-    def check_int(value, name, *, minimum=1, maximum=None):
-        if value < minimum or (maximum is not None and value > maximum):
-            raise ValueError(name)
-        return value
+from cconv._validation import check_int
 from cconv.nets import NETWORKS
 
 #: ``--net`` choices: the short name of each network class, in the order of :data:`cconv.nets.NETWORKS`.
