@@ -1,48 +1,49 @@
-"""Network parameters on disk: ``.npz`` written atomically, book ``.pkl`` read safely.
+"""Network parameters on disk: the cconv ``.npz`` params format, and the book's ``.pkl`` read safely.
 
 The format is a plain NumPy ``.npz`` archive: one array per parameter (``W1``,
 ``b1``, ...) and a ``__meta__`` entry, a 0-d unicode array holding a JSON
 object ``{"format": "cconv-params", "version": 1, "net": ..., "config": ...}``
 that names the network and its constructor settings, so that
 :func:`cconv.nets.load_network` can rebuild the right network from the file.
-Nothing in it needs pickle: it is read with ``np.load(allow_pickle=False)``.
+Nothing in it needs pickle. :func:`save_params` writes it atomically
+(:mod:`cconv._atomic`).
+
+Reading is header first (:func:`cconv._npz.read_npz`): each array's ``.npy``
+header is checked (its shape and dtype against what the network expects,
+given to :func:`read_params` as ``expected``) before its data is
+decompressed, and the data of a file are bounded (``max_bytes``), so a small
+archive that declares gigabytes is refused without allocating them.
+:func:`read_meta` decompresses the ``__meta__`` entry alone, so a network can
+be named and its shapes computed before any parameter is read.
 
 :func:`read_params` also accepts a parameters pickle saved by the book's
-``save_params`` (a dict of NumPy arrays). It is read through
-:class:`RestrictedUnpickler`, which admits only the handful of globals that
-NumPy arrays need and refuses everything else before it can run; it also
-refuses to restore the state of anything but an array or a dtype, and a
-dtype state that is not exactly the one NumPy writes for that plain dtype
-(forged flags, fields or sizes). Every array read from a pickle must then
-have a plain numeric dtype (:func:`is_plain_numeric_dtype`) and is copied
-into a fresh array of a fresh dtype, so nothing of the pickled objects is kept.
+``save_params`` (a dict of NumPy arrays), read through the restricted
+unpickler of :mod:`cconv._safe_pickle` (:class:`RestrictedUnpickler`,
+:class:`UnsafePickleError` and :func:`is_plain_numeric_dtype` are re-exported
+here).
 
 Files are recognised by their content, not their name: ``save_params("params.pkl")``
 (as the book's scripts call it) writes an ``.npz`` archive under that name and
 ``load_params("params.pkl")`` reads it back.
 """
 
-import io
 import json
 import os
-import pickle
-import pickletools
-import reprlib
-import warnings
-import zipfile
 
 import numpy as np
 
 from cconv._atomic import atomic_save_npz
-
-try:  # NumPy >= 2
-    from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
-except ImportError:  # NumPy 1.x
-    from numpy.core import multiarray as _multiarray
-    from numpy.core import numeric as _numeric
+from cconv._npz import DEFAULT_MAX_BYTES, read_npz
+from cconv._safe_pickle import (
+    RestrictedUnpickler,
+    UnsafePickleError,
+    is_plain_numeric_dtype,
+    read_pickle_params,
+)
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_META_BYTES",
     "META_KEY",
     "RestrictedUnpickler",
     "UnsafePickleError",
@@ -50,6 +51,8 @@ __all__ = [
     "check_param_shapes",
     "is_plain_numeric_dtype",
     "load_params",
+    "param_specs",
+    "read_meta",
     "read_params",
     "save_params",
 ]
@@ -58,6 +61,8 @@ __all__ = [
 META_KEY = "__meta__"
 FORMAT_NAME = "cconv-params"
 FORMAT_VERSION = 1
+#: Most bytes the ``__meta__`` entry may hold (a network's settings take a few hundred).
+MAX_META_BYTES = 1 << 20
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -124,267 +129,26 @@ def save_params(path, params, meta=None):
 # --------------------------------------------------------------------------
 
 
-class UnsafePickleError(pickle.UnpicklingError, ValueError):
-    """A pickle asked for something other than NumPy arrays and plain containers."""
-
-
-#: Kinds of the dtypes a parameter array may have: bool, int, unsigned, float.
-_NUMERIC_KINDS = "biuf"
-
-
-def is_plain_numeric_dtype(dtype):
-    """True if ``dtype`` is exactly a builtin bool, integer or float dtype (any byte order).
-
-    Equality alone is not enough: a dtype restored from a pickle can compare
-    equal to ``float64`` and still carry other flags (for example "holds
-    Python objects"), an alignment, fields, a sub-array or metadata. This
-    compares all of them with the dtype NumPy builds from the type string.
-    """
-    if not isinstance(dtype, np.dtype) or dtype.kind not in _NUMERIC_KINDS:
-        return False
-    plain = np.dtype(dtype.str)
-    return (
-        type(dtype) is type(plain)
-        and dtype == plain
-        and dtype.str == plain.str
-        and dtype.flags == plain.flags
-        and not dtype.hasobject
-        and dtype.fields is None
-        and dtype.subdtype is None
-        and dtype.metadata is None
-        and dtype.itemsize == plain.itemsize
-        and dtype.alignment == plain.alignment
-    )
-
-
-def _flag(value):
-    return type(value) in (bool, int) and value in (0, 1)
-
-
-def _dtype(obj, align=False, copy=False):
-    # NumPy pickles a dtype as dtype('f8', False, True) (old versions: 0, 1)
-    # followed by its state (BUILD). Always a new dtype object (copy), never
-    # NumPy's shared one.
-    if type(obj) is not str or not _flag(align) or not _flag(copy):
-        raise UnsafePickleError(
-            f"refusing dtype{reprlib.repr((obj, align, copy))}: NumPy pickles a dtype as "
-            "dtype(type string, bool, bool)"
-        )
-    dtype = np.dtype(obj, bool(align), True)
-    if dtype.hasobject:
-        raise UnsafePickleError(f"refusing to unpickle an object dtype ({dtype})")
-    return dtype
-
-
-def _check_dtype_state(dtype, state):
-    """Refuse a dtype state other than the one NumPy writes for the plain dtype ``dtype.str``.
-
-    The state sets flags, fields, sizes and alignment directly; a forged one
-    gives a dtype that equals ``float64`` but claims to hold Python objects.
-    """
-    expected = None
-    if type(state) is tuple and len(state) > 1 and state[1] in ("<", ">", "|"):
-        plain = np.dtype(dtype.str)
-        if state[1] != "|":
-            plain = plain.newbyteorder(state[1])
-        expected = plain.__reduce__()[2]
-    if (
-        expected is None
-        or len(state) != len(expected)
-        or not all(type(got) is type(want) and got == want for got, want in zip(state, expected))
-    ):
-        raise UnsafePickleError(
-            f"refusing dtype state {reprlib.repr(state)} for {dtype}: not the state NumPy "
-            f"writes for a plain {dtype.str} dtype"
-        )
-
-
-class _NdarrayClass:
-    """What ``numpy.ndarray`` resolves to in a params pickle: a token for ``_reconstruct``.
-
-    NumPy names the class only as the first argument of ``_reconstruct``; the
-    token cannot be called, so a pickle cannot build arrays of any shape with it.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self):
-        return "<numpy.ndarray in a params pickle>"
-
-
-_NDARRAY = _NdarrayClass()
-
-
-def _reconstruct(subtype, shape, typecode):
-    # NumPy pickles an array as _reconstruct(ndarray, (0,), b'b') followed by
-    # its state: an empty array, filled by BUILD from the pickled bytes.
-    if not (
-        subtype is _NDARRAY
-        and type(shape) is tuple
-        and len(shape) == 1
-        and type(shape[0]) is int
-        and shape[0] == 0
-        and type(typecode) in (bytes, str)
-        and typecode in (b"b", "b")
-    ):
-        raise UnsafePickleError(
-            f"refusing _reconstruct{reprlib.repr((subtype, shape, typecode))}: NumPy pickles an "
-            "array as _reconstruct(ndarray, (0,), b'b')"
-        )
-    return _multiarray._reconstruct(np.ndarray, (0,), typecode)
-
-
-def _codecs_encode(text, encoding="utf-8", errors="strict"):
-    # Protocol 0-2 pickles of bytes written by Python 3 go through
-    # _codecs.encode(str, "latin1"); no other codec is needed or admitted.
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1", errors)
-
-
-#: (module, name) -> object: everything a pickled dict of NumPy arrays needs.
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"): _NDARRAY,
-    ("numpy", "dtype"): _dtype,
-    ("_codecs", "encode"): _codecs_encode,
-}
-for _module in ("numpy.core", "numpy._core"):
-    _ALLOWED_GLOBALS[(f"{_module}.multiarray", "_reconstruct")] = _reconstruct
-    _ALLOWED_GLOBALS[(f"{_module}.multiarray", "scalar")] = _multiarray.scalar
-    _ALLOWED_GLOBALS[(f"{_module}.numeric", "_frombuffer")] = _numeric._frombuffer
-del _module
-
-
-class RestrictedUnpickler(pickle._Unpickler):
-    """An unpickler that admits only NumPy arrays, dtypes, scalars and builtin containers.
-
-    ``find_class`` returns objects from a fixed allow-list (``dtype`` without
-    object fields, ``_reconstruct`` of an empty ``ndarray``, ``scalar``,
-    ``_frombuffer`` under both ``numpy.core`` and ``numpy._core``, and
-    ``_codecs.encode`` restricted to latin-1) and raises
-    :class:`UnsafePickleError` for any other global, so a pickle that
-    references ``os.system``, ``builtins.eval`` or a user class is refused
-    before anything is called. Persistent ids are refused too.
-
-    The ``BUILD`` opcode (restore an object's state) is admitted only on an
-    array and on a dtype, and on a dtype only with exactly the state NumPy
-    writes for that plain dtype: a forged state could set the dtype's flags
-    (claim it holds Python objects), fields or sizes, and ``BUILD`` on one of
-    the allowed functions would set attributes on it for the whole process.
-    To see ``BUILD`` this is the pure-Python unpickler (``pickle._Unpickler``:
-    the C one calls ``__setstate__`` with no hook); params pickles are a few
-    large byte strings, so it is not slower in any way that matters.
-    """
-
-    dispatch = dict(pickle._Unpickler.dispatch)
-
-    def load_build(self):
-        state, inst = self.stack[-1], self.stack[-2]
-        if isinstance(inst, np.dtype):
-            _check_dtype_state(inst, state)
-        elif type(inst) is not np.ndarray:
-            raise UnsafePickleError(
-                f"refusing BUILD (set the state) of a {type(inst).__name__}: a params pickle "
-                "restores the state of arrays and dtypes only"
-            )
-        super().load_build()
-
-    dispatch[pickle.BUILD[0]] = load_build
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"refusing to unpickle global {module}.{name}: a params pickle may only "
-                "contain NumPy arrays in a dict"
-            ) from None
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError("refusing to unpickle a persistent id")
-
-
-def _read_pickle(path):
-    # A length forged in the stream (say 2 GB in a 600-byte file) would make
-    # the unpickler allocate that much before it finds the end of the data. So
-    # the file is read into memory and every opcode's length is checked against
-    # the bytes that follow it (pickletools reads without allocating ahead)
-    # before the unpickler, also reading from memory, builds anything.
+def _is_zip(path):
     with open(path, "rb") as f:
-        data = f.read()
-    try:
-        with warnings.catch_warnings():  # e.g. an invalid escape in a corrupt STRING opcode
-            warnings.simplefilter("ignore", DeprecationWarning)
-            for _ in pickletools.genops(data):
-                pass
-            obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except UnsafePickleError as exc:
-        raise UnsafePickleError(f"{path}: {exc}") from None
-    except Exception as exc:  # truncated or corrupt stream
-        raise ValueError(
-            f"{path}: neither an .npz archive nor a readable params pickle "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: a params pickle must hold a dict, got {type(obj).__name__}")
-    params = {}
-    for key, value in obj.items():
-        if not isinstance(key, str):
-            raise ValueError(f"{path}: parameter names must be strings, got {key!r}")
-        if not isinstance(value, np.ndarray) or value.dtype.kind not in _NUMERIC_KINDS:
-            raise ValueError(
-                f"{path}: parameter {key!r} must be a numeric NumPy array, got {_describe(value)}"
-            )
-        if not is_plain_numeric_dtype(value.dtype):
-            raise UnsafePickleError(
-                f"{path}: parameter {key!r} has a dtype that is not a plain {value.dtype.str} "
-                "(its flags, fields, alignment or metadata differ)"
-            )
-        # A fresh array of a fresh dtype: nothing of the unpickled objects is kept.
-        params[key] = np.array(value, dtype=np.dtype(value.dtype.str), copy=True)
-    return params, None
+        return f.read(4) == _ZIP_MAGIC
 
 
-def _describe(value):
-    if isinstance(value, np.ndarray):
-        return f"an array of dtype {value.dtype}"
-    return type(value).__name__
-
-
-def _read_npz(path):
-    # The file is ours to close: np.load leaves it open when the zip is corrupt.
-    with open(path, "rb") as f:
-        try:
-            archive = np.load(f, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: not a readable .npz archive ({exc})") from exc
-        with archive:
-            params = _read_npz_entries(path, archive)
-    meta = params.pop(META_KEY, None)
-    return params, (None if meta is None else _parse_meta(path, meta))
-
-
-def _read_npz_entries(path, archive):
-    """Every entry of the open ``archive``: a dict of name to array."""
-    params = {}
-    for key in archive.files:
-        try:
-            params[key] = archive[key]
-        except ValueError as exc:  # object arrays need pickle, refused
-            raise ValueError(
-                f"{path}: entry {key!r} cannot be loaded without pickle ({exc})"
-            ) from None
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"{path}: entry {key!r} is corrupt ({exc})") from exc
-    return params
+def _meta_too_large(path, shape, dtype):
+    """The error for a ``__meta__`` header that is not a small 0-d unicode array, or None."""
+    if shape != () or dtype.kind != "U":
+        return ValueError(
+            f"{path}: {META_KEY!r} must be a 0-d unicode array, got shape {shape} dtype {dtype}"
+        )
+    if dtype.itemsize > MAX_META_BYTES:
+        return ValueError(
+            f"{path}: {META_KEY!r} holds {dtype.itemsize} bytes, more than the "
+            f"{MAX_META_BYTES} a params file's metadata may hold"
+        )
+    return None
 
 
 def _parse_meta(path, value):
-    if value.ndim != 0 or value.dtype.kind != "U":
-        raise ValueError(
-            f"{path}: {META_KEY!r} must be a 0-d unicode array, "
-            f"got shape {value.shape} dtype {value.dtype}"
-        )
     try:
         meta = json.loads(str(value))
     except ValueError as exc:
@@ -401,11 +165,111 @@ def _parse_meta(path, value):
     return meta
 
 
-def read_params(path):
+def read_meta(path):
+    """The ``__meta__`` of the cconv params archive ``path``, decompressing nothing else.
+
+    Returns ``None`` when the archive has no ``__meta__`` (a plain ``.npz``) or
+    ``path`` is not a zip archive at all (a book ``.pkl``, or anything that
+    :func:`read_params` would refuse). A ``__meta__`` that is not a 0-d
+    unicode array of at most :data:`MAX_META_BYTES` bytes is refused from its
+    header.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the archive is corrupt or its ``__meta__`` is not cconv metadata.
+    """
+    path = os.fspath(path)
+    if not _is_zip(path):
+        return None
+
+    def check_header(key, shape, dtype):
+        error = _meta_too_large(path, shape, dtype)
+        if error is not None:
+            raise error
+
+    arrays = read_npz(path, check_header, max_bytes=MAX_META_BYTES, what="params file", keys={META_KEY})
+    return None if META_KEY not in arrays else _parse_meta(path, arrays[META_KEY])
+
+
+def param_specs(params, cast=False):
+    """The ``expected`` of :func:`read_params` for a network's ``params``.
+
+    ``{key: (shape, dtype)}``; with ``cast``, ``{key: shape}`` (any floating
+    dtype is then converted by :func:`assign_params`, which checks the kind).
+    """
+    if cast:
+        return {key: np.shape(value) for key, value in params.items()}
+    return {key: (np.shape(value), np.asarray(value).dtype) for key, value in params.items()}
+
+
+def _expectation(expected):
+    """``{key: (shape, dtype or None)}`` from a :func:`read_params` ``expected`` mapping."""
+    specs = {}
+    for key, spec in expected.items():
+        if (
+            isinstance(spec, tuple)
+            and len(spec) == 2
+            and isinstance(spec[0], (tuple, list))
+            and not isinstance(spec[1], (tuple, list))
+        ):
+            shape, dtype = spec
+            specs[key] = (tuple(shape), None if dtype is None else np.dtype(dtype))
+        else:
+            specs[key] = (tuple(spec), None)
+    return specs
+
+
+def _header_check(path, expected, expected_text):
+    """The ``check_header`` of :func:`read_npz` for a params archive and its ``expected``."""
+    specs = None if expected is None or callable(expected) else _expectation(expected)
+
+    def check_header(key, shape, dtype):
+        if key == META_KEY:
+            error = _meta_too_large(path, shape, dtype)
+            if error is not None:
+                raise error
+        elif callable(expected):
+            expected(key, shape, dtype)
+        elif specs is not None:
+            if key not in specs:
+                raise _extra_error(path, [key], specs)
+            want_shape, want_dtype = specs[key]
+            if shape != want_shape:
+                raise _shape_error(path, key, shape, expected_text, want_shape)
+            if want_dtype is not None and dtype != want_dtype:
+                raise _dtype_error(path, key, dtype, want_dtype)
+
+    return check_header
+
+
+def read_params(path, expected=None, *, max_bytes=None, expected_text="the network expects"):
     """Read a params file: a cconv/NumPy ``.npz`` archive or a book-style ``.pkl``.
 
     The format is recognised from the first bytes. ``.npz`` archives are read
-    with ``allow_pickle=False``; pickles go through :class:`RestrictedUnpickler`.
+    header first (:func:`cconv._npz.read_npz`, no pickle): each array's shape
+    and dtype are checked against ``expected`` before its data is
+    decompressed, and all data together may take at most ``max_bytes``.
+    Pickles go through :class:`RestrictedUnpickler` and their arrays are then
+    checked the same way.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    expected : mapping or callable, optional
+        ``{key: shape}`` or ``{key: (shape, dtype)}``: every array must be one
+        of these keys, with that shape (and dtype). Or a callable
+        ``check(key, shape, dtype)`` that raises ``ValueError`` to refuse an
+        array. Keys missing from the file are not checked here (see
+        :func:`check_param_shapes`). Default: no check.
+    max_bytes : int, optional
+        Most data bytes an ``.npz`` may hold; default
+        :data:`cconv._npz.DEFAULT_MAX_BYTES` (4 GiB).
+    expected_text : str
+        Introduces the expected shape in a shape error ("the network expects").
 
     Returns
     -------
@@ -421,22 +285,31 @@ def read_params(path):
     UnsafePickleError
         (a ``ValueError``) if a pickle asks for anything but NumPy arrays.
     ValueError
-        If the file is neither format, is corrupt, or holds non-numeric data.
+        If the file is neither format, is corrupt, holds non-numeric data or
+        more than ``max_bytes``, or an array ``expected`` refuses (naming the key).
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head == _ZIP_MAGIC:
-        return _read_npz(path)
-    return _read_pickle(path)  # anything else must be a (restricted) pickle
+    check_header = _header_check(path, expected, expected_text)
+    if not _is_zip(path):  # anything else must be a (restricted) pickle
+        params = read_pickle_params(path)
+        for key, value in params.items():
+            if key != META_KEY:
+                check_header(key, value.shape, value.dtype)
+        return params, None
+    params = read_npz(path, check_header, max_bytes=max_bytes, what="params file")
+    meta = params.pop(META_KEY, None)
+    return params, (None if meta is None else _parse_meta(path, meta))
 
 
 def load_params(path, params, cast=False):
     """Read ``path`` and copy its arrays into ``params`` in place.
 
     Every key, shape and dtype is checked against ``params`` before anything
-    is copied, so on error ``params`` is left untouched. The arrays keep their
-    identity: layers and optimizers that hold them see the loaded values.
+    is copied, so on error ``params`` is left untouched; in an ``.npz`` each
+    array's shape and dtype are checked from its header, before its data is
+    decompressed (:func:`read_params` with :func:`param_specs`). The arrays
+    keep their identity: layers and optimizers that hold them see the loaded
+    values.
 
     Parameters
     ----------
@@ -458,9 +331,27 @@ def load_params(path, params, cast=False):
     ValueError
         Naming the key, on a missing or extra key or a shape or dtype mismatch.
     """
-    loaded, meta = read_params(path)
+    loaded, meta = read_params(path, param_specs(params, cast))
     assign_params(loaded, params, os.fspath(path), cast)
     return meta
+
+
+def _extra_error(source, keys, shapes):
+    return ValueError(
+        f"{source}: unexpected parameter(s) {', '.join(map(repr, keys))} "
+        f"(the network has {list(shapes)})"
+    )
+
+
+def _shape_error(source, key, shape, expected, want):
+    return ValueError(f"{source}: parameter {key!r} has shape {shape}, {expected} {tuple(want)}")
+
+
+def _dtype_error(source, key, dtype, want):
+    return ValueError(
+        f"{source}: parameter {key!r} has dtype {dtype}, the network expects {want} "
+        "(build the network with a matching dtype, or pass cast=True)"
+    )
 
 
 def check_param_shapes(loaded, shapes, source="params", expected="the network expects"):
@@ -479,16 +370,10 @@ def check_param_shapes(loaded, shapes, source="params", expected="the network ex
             f"(the network has {list(shapes)})"
         )
     if extra:
-        raise ValueError(
-            f"{source}: unexpected parameter(s) {', '.join(map(repr, extra))} "
-            f"(the network has {list(shapes)})"
-        )
+        raise _extra_error(source, extra, shapes)
     for key, shape in shapes.items():
         if loaded[key].shape != tuple(shape):
-            raise ValueError(
-                f"{source}: parameter {key!r} has shape {loaded[key].shape}, "
-                f"{expected} {tuple(shape)}"
-            )
+            raise _shape_error(source, key, loaded[key].shape, expected, shape)
 
 
 def assign_params(loaded, params, source="params", cast=False):
@@ -500,10 +385,6 @@ def assign_params(loaded, params, source="params", cast=False):
     for key, target in params.items():
         value = loaded[key]
         if value.dtype != target.dtype and not (cast and value.dtype.kind == "f"):
-            raise ValueError(
-                f"{source}: parameter {key!r} has dtype {value.dtype}, "
-                f"the network expects {target.dtype} "
-                "(build the network with a matching dtype, or pass cast=True)"
-            )
+            raise _dtype_error(source, key, value.dtype, target.dtype)
     for key, target in params.items():
         np.copyto(target, loaded[key], casting="unsafe" if cast else "no")
