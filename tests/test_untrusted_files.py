@@ -1,7 +1,7 @@
 """Untrusted files, mutated at random: params archives, book pickles, IDX files.
 
 The targeted cases (object arrays, forged shapes, malicious pickles, IDX
-headers claiming 10**12 images...) are in ``nets/test_params_io.py`` and
+headers claiming 10**12 images...) are in ``test_params_io.py`` and
 ``test_datasets.py``. Here hypothesis cuts, overwrites and inserts bytes in
 valid files, and every read must either return well-formed arrays or raise
 ``ValueError`` naming the file: no other exception, nothing executed, no
@@ -11,6 +11,7 @@ absurd allocation (tracemalloc's peak stays below a few MiB).
 """
 
 import gzip
+import io
 import os
 import pickle
 import tempfile
@@ -18,10 +19,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from cconv import datasets
-from cconv.params_io import read_params, save_params
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from cconv import datasets
+from cconv._atomic import atomic_save_npz
+from cconv.params_io import read_params, save_params
 
 #: Reading a bad file says so by its exception alone, never by a warning.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -49,6 +52,16 @@ def params_npz_bytes():
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "params.npz")
         save_params(path, PARAMS, meta={"net": "SimpleConvNet"})
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def compressed_params_npz_bytes():
+    """The archive of :func:`params_npz_bytes` with deflated members (as ``np.savez_compressed``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "params.npz")
+        with np.load(io.BytesIO(params_npz_bytes()), allow_pickle=False) as archive:
+            atomic_save_npz(path, {key: archive[key] for key in archive.files}, compressed=True)
         with open(path, "rb") as f:
             return f.read()
 
@@ -117,6 +130,16 @@ def test_mutated_params_archives(tmp_path, data):
 
 
 @FUZZ_SETTINGS
+@given(data=mutations(compressed_params_npz_bytes()))
+def test_mutated_compressed_params_archives(tmp_path, data):
+    path = tmp_path / "params.npz"
+    path.write_bytes(data)
+    result = read_untrusted(read_params, path)
+    if not isinstance(result, ValueError):
+        assert_plain_params(result)
+
+
+@FUZZ_SETTINGS
 @given(protocol=st.integers(2, pickle.HIGHEST_PROTOCOL), seed=st.data())
 def test_mutated_book_pickles(tmp_path, protocol, seed):
     data = seed.draw(mutations(book_pickle_bytes(protocol)))
@@ -144,9 +167,11 @@ def test_unmutated_files_are_read_back(tmp_path):
     """The fuzzed files are valid to begin with, so a refusal above means the mutation."""
     npz, pkl, idx = tmp_path / "p.npz", tmp_path / "p.pkl", tmp_path / "i.idx"
     npz.write_bytes(params_npz_bytes())
+    deflated = tmp_path / "deflated.npz"
+    deflated.write_bytes(compressed_params_npz_bytes())
     pkl.write_bytes(book_pickle_bytes(4))
     idx.write_bytes(idx_bytes(compressed=True))
-    for path in (npz, pkl):
+    for path in (npz, deflated, pkl):
         params, _ = read_params(path)
         assert params.keys() == PARAMS.keys()
         for name, value in PARAMS.items():
