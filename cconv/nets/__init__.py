@@ -38,8 +38,10 @@ def load_network(path, dtype=None):
 
     The saved settings are checked against the arrays in the file before
     anything is built: the parameter shapes they imply are computed without
-    allocating (:meth:`Network.param_shapes`) and must be exactly those of the
-    stored arrays, so a file cannot make this allocate more than it holds.
+    allocating (:meth:`Network.param_shapes`) from the ``__meta__`` entry
+    alone, and each stored array's header must show exactly its shape before
+    its data is decompressed, so a file cannot make this allocate more than
+    the network it describes.
     The network is then built with zero weights (nothing is drawn, the state
     of ``np.random`` is left as it was) and without a seed: its Dropout layers
     draw their masks from ``np.random``, as the book's, so ``np.random.seed``
@@ -61,7 +63,7 @@ def load_network(path, dtype=None):
         unknown network, has settings the network does not accept, or arrays
         that do not match the network its settings describe (naming the key).
     """
-    loaded, meta = params_io.read_params(path)
+    meta = params_io.read_meta(path)  # only __meta__ is decompressed
     if meta is None:
         raise ValueError(
             f"{path}: no {params_io.META_KEY!r} entry naming the network; build the network "
@@ -82,7 +84,10 @@ def load_network(path, dtype=None):
         shapes = cls.param_shapes(**config)  # arithmetic only: nothing allocated yet
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: the saved settings do not fit {name}: {exc}") from exc
-    params_io.check_param_shapes(loaded, shapes, str(path), f"the saved settings of {name} give")
+    # each array's header is checked against the shapes before its data is decompressed
+    wording = f"the saved settings of {name} give"
+    loaded, meta = params_io.read_params(path, shapes, expected_text=wording)
+    params_io.check_param_shapes(loaded, shapes, str(path), wording)
     try:
         net = cls._for_loading(config)
     except (TypeError, ValueError) as exc:  # a bad dtype
