@@ -16,3 +16,19 @@ def test_bench_prints_a_table(capsys):
 def test_bench_bad_option(capsys):
     status, out, err = run_cli(capsys, "bench", "--ops", "convolve")
     assert status == 2 and "Traceback" not in err and "convolve" in err
+
+
+def test_bench_without_a_benchmark_folder_says_where_to_find_one(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCONV_BENCHMARKS", str(tmp_path))  # a folder without bench_kernels.py
+    status, out, err = run_cli(capsys, "bench", "--quick")
+    assert (status, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and "CCONV_BENCHMARKS" in err and "bench_kernels.py" in err
+
+
+def test_bench_runs_the_script_the_environment_names(capsys, tmp_path, monkeypatch):
+    (tmp_path / "bench_kernels.py").write_text(
+        "def main(argv=None):\n    print('ran with', argv)\n    return 7\n"
+    )
+    monkeypatch.setenv("CCONV_BENCHMARKS", str(tmp_path))
+    status, out, _ = run_cli(capsys, "bench", "--quick", "--ops", "im2col")
+    assert status == 7 and out.strip() == "ran with ['--quick', '--ops', 'im2col']"
