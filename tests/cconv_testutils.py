@@ -9,11 +9,13 @@ import gzip
 import math
 import os
 import struct
+from pathlib import Path
 
-import cconv
 import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+import cconv
 
 import reference as ref
 
@@ -443,17 +445,12 @@ def shared_data():
     The read-only folder holding ``mnist-test/`` (the MNIST test set as gzip
     IDX files) and ``book-params/`` (the book's trained parameters).
     """
-    import os
-    from pathlib import Path
-
     default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     return Path(os.environ.get("CCONV_SHARED_DATA", default))
 
 
 def read_idx(path):
     """Read a gzip IDX file: magic 2049 (labels, 1-D) or 2051 (images, 3-D), big-endian dims."""
-    import gzip
-
     with gzip.open(path, "rb") as f:
         data = f.read()
     magic = int.from_bytes(data[:4], "big")

@@ -1,15 +1,27 @@
-"""Plain-NumPy references for the cconv kernels, importable by every test module.
+"""Plain-NumPy references of the book's algorithms, for the tests and the benchmarks.
 
-Two independent families, so that a test failure can be pinned on the kernel
-and not on the reference (``test_pooling.py`` checks that they agree):
+The one NumPy reference of cconv's kernels and of the book's layers that are
+built on them. Nothing here depends on cconv, and it is not installed with
+it: it lives with the tests, which import it from this folder (``conftest.py``
+puts the folder on ``sys.path``, also where a copy of ``tests/`` runs against
+an installed wheel); the benchmarks import it from the checkout's ``tests/``
+(``benchmarks/_reference.py``).
+
+Three families:
 
 * the book's vectorised algorithms (``im2col``, ``col2im``, pooling built on
   the same padded windows, and the convolution ``conv2d`` /
   ``conv2d_backward`` of the book's ``Convolution`` layer built on them),
   generalised to rectangular ``stride``/``pad`` pairs, to ``dilation`` (the
   convolution kernels only) and to any dtype the caller passes;
+* ``book_*``: the book's ``Convolution`` and ``Pooling`` layers as the book
+  computes them (``common/layers.py``, step by step), in the dtype they are
+  given: max pooling pads with ``pad_value`` (the book's 0) and returns the
+  book's argmax (see :func:`argmax_from_book`). The references of
+  ``cconv.layers`` and the baselines the benchmarks time;
 * ``*_loops`` brute-force versions with one explicit Python loop per index, for
-  tiny cases only.
+  tiny cases only, so that a test failure can be pinned on the kernel and not
+  on the reference (``test_pooling.py`` checks that the families agree).
 
 Layouts (as in the API contract):
 
@@ -19,14 +31,17 @@ Layouts (as in the API contract):
   ox*stride_w - pad_w + kx*dilation_w)`` (zero outside the image);
 * ``conv2d`` is a cross-correlation (``torch.nn.functional.conv2d``): ``W`` is
   ``(FN, C, FH, FW)``, the result ``(N, FN, out_h, out_w)``;
-* ``argmax`` holds the row-major position ``ky*pool_w + kx`` inside the window;
+* ``argmax`` holds the row-major position ``ky*pool_w + kx`` inside the window,
+  in an ``(N, C, out_h, out_w)`` array (the book's: the same values, flat, in
+  ``(n, oy, ox, c)`` order);
 * max pooling pads with ``-inf`` and never selects a padding position; NaN
   propagates and its argmax is the first NaN; ties go to the first position;
 * average pooling pads with zeros and divides by ``pool_h*pool_w``
   (``count_include_pad=True``) or by the number of real elements.
 
-The pooling and convolution references compute in float64: callers compare
-with the kernels using the tolerance of the kernel's output dtype.
+The pooling and convolution references other than ``book_*`` compute in
+float64: callers compare with the kernels using the tolerance of the kernel's
+output dtype.
 """
 
 import itertools
@@ -46,6 +61,14 @@ __all__ = [
     "avg_pool2d_divisor",
     "conv2d",
     "conv2d_backward",
+    "book_conv2d",
+    "book_conv2d_backward",
+    "book_max_pool2d",
+    "book_max_pool2d_backward",
+    "book_avg_pool2d",
+    "book_avg_pool2d_backward",
+    "argmax_to_book",
+    "argmax_from_book",
     "im2col_loops",
     "col2im_loops",
     "conv2d_loops",
@@ -88,14 +111,15 @@ def _geometry(input_shape, filter_h, filter_w, stride, pad, dilation=1):
 def _windows(x, filter_h, filter_w, stride, pad, pad_value, dilation=1):
     """Padded windows of ``x`` as a 6-D array ``(N, C, filter_h, filter_w, out_h, out_w)``.
 
-    This is the body of the book's ``im2col``: ``np.pad`` then one strided
-    slice per kernel offset (offset ``ky*dilation_h``, ``kx*dilation_w``).
+    This is the body of the book's ``im2col``: ``np.pad``, a 6-D ``np.zeros``
+    (as the book's, which the benchmarks time), then one strided slice per
+    kernel offset (offset ``ky*dilation_h``, ``kx*dilation_w``).
     """
     x = np.asarray(x)
     _, (sh, sw), (ph, pw), (oh, ow) = _geometry(x.shape, filter_h, filter_w, stride, pad, dilation)
     dh, dw = as_pair(dilation)
     img = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], constant_values=pad_value)
-    col = np.empty(x.shape[:2] + (filter_h, filter_w, oh, ow), dtype=img.dtype)
+    col = np.zeros(x.shape[:2] + (filter_h, filter_w, oh, ow), dtype=img.dtype)
     for ky in range(filter_h):
         for kx in range(filter_w):
             y0, x0 = ky * dh, kx * dw
@@ -116,10 +140,12 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0, pad_value=0, *, dilation=1):
     return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * filter_h * filter_w)
 
 
-def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0, dilation=1):
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0, dilation=1, *, copy=True):
     """The book's ``col2im``: the adjoint of ``im2col`` (overlapping windows sum).
 
-    Keeps the dtype of ``col``.
+    Keeps the dtype of ``col``. Returns a C-contiguous ``(N, C, H, W)`` array,
+    or with ``copy=False`` the view into the padded image that the book's
+    ``col2im`` returns (what the ``book_*`` backward passes return).
     """
     col = np.asarray(col)
     (n, c, h, w), (sh, sw), (ph, pw), (oh, ow) = _geometry(
@@ -135,7 +161,8 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0, dilation=1):
         for kx in range(filter_w):
             y0, x0 = ky * dh, kx * dw
             img[:, :, y0 : y0 + sh * oh : sh, x0 : x0 + sw * ow : sw] += col[:, :, ky, kx]
-    return np.ascontiguousarray(img[:, :, ph : h + ph, pw : w + pw])
+    img = img[:, :, ph : h + ph, pw : w + pw]
+    return np.ascontiguousarray(img) if copy else img
 
 
 # --------------------------------------------------------------------------
@@ -181,6 +208,108 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, dilation=1):
     dcol = dout @ W.reshape(FN, col.shape[1])
     dx = col2im(dcol, x.shape, FH, FW, stride, pad, dilation)
     return dx, np.ascontiguousarray(dW), db
+
+
+# --------------------------------------------------------------------------
+# The book's Convolution and Pooling layers, in the dtype given
+# --------------------------------------------------------------------------
+
+
+def book_conv2d(x, W, b, stride=1, pad=0):
+    """The book's ``Convolution.forward``: ``(N, FN, out_h, out_w)``, a transposed view.
+
+    ``np.dot`` of the im2col matrix and ``W`` as a ``(C*FH*FW, FN)`` matrix,
+    plus ``b``, in the dtype NumPy gives those.
+    """
+    FN, _, FH, FW = W.shape
+    _, _, _, (out_h, out_w) = _geometry(x.shape, FH, FW, stride, pad)
+    col = im2col(x, FH, FW, stride, pad)
+    col_W = W.reshape(FN, -1).T
+    out = np.dot(col, col_W) + b
+    return out.reshape(x.shape[0], out_h, out_w, -1).transpose(0, 3, 1, 2)
+
+
+def book_conv2d_backward(dout, x, W, stride=1, pad=0):
+    """The book's ``Convolution.backward``: ``(dx, dW, db)``, dx C-contiguous."""
+    FN, C, FH, FW = W.shape
+    col = im2col(x, FH, FW, stride, pad)
+    col_W = W.reshape(FN, -1).T
+    dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+    db = np.sum(dout, axis=0)
+    dW = np.dot(col.T, dout).transpose(1, 0).reshape(FN, C, FH, FW)
+    dcol = np.dot(dout, col_W.T)
+    return col2im(dcol, x.shape, FH, FW, stride, pad), dW, db
+
+
+def book_max_pool2d(x, pool_h, pool_w, stride=1, pad=0, pad_value=0):
+    """The book's ``Pooling.forward``: ``(out, arg_max)``, ``out`` a transposed view.
+
+    ``out`` has the dtype of ``x``; ``arg_max`` is flat, in ``(n, oy, ox, c)``
+    order (:func:`argmax_from_book` gives cconv's layout). The book pads with
+    ``pad_value=0``, so a window over negative values and padding gives 0;
+    cconv's documented padding is ``-inf``.
+    """
+    n, c = x.shape[:2]
+    _, _, _, (out_h, out_w) = _geometry(x.shape, pool_h, pool_w, stride, pad)
+    col = im2col(x, pool_h, pool_w, stride, pad, pad_value=pad_value)
+    col = col.reshape(-1, pool_h * pool_w)
+    arg_max = np.argmax(col, axis=1)
+    out = np.max(col, axis=1)
+    return out.reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2), arg_max
+
+
+def book_max_pool2d_backward(dout, arg_max, input_shape, pool_h, pool_w, stride=1, pad=0):
+    """The book's ``Pooling.backward``: ``dout`` into a dense ``dmax`` (dtype of ``dout``), then col2im.
+
+    ``arg_max`` is the book's (flat, ``(n, oy, ox, c)`` order). Returns the
+    view into the padded image that the book's ``col2im`` returns.
+    """
+    dout = dout.transpose(0, 2, 3, 1)
+    pool_size = pool_h * pool_w
+    dmax = np.zeros((dout.size, pool_size), dtype=dout.dtype)
+    dmax[np.arange(arg_max.size), arg_max.flatten()] = dout.flatten()
+    dmax = dmax.reshape(dout.shape + (pool_size,))
+    dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
+    return col2im(dcol, input_shape, pool_h, pool_w, stride, pad, copy=False)
+
+
+def book_avg_pool2d(x, pool_h, pool_w, stride=1, pad=0):
+    """Average pooling in the book's style: im2col, the mean of each window (padding zeros count).
+
+    In the dtype of ``x``; a transposed view.
+    """
+    n, c = x.shape[:2]
+    _, _, _, (out_h, out_w) = _geometry(x.shape, pool_h, pool_w, stride, pad)
+    col = im2col(x, pool_h, pool_w, stride, pad).reshape(-1, pool_h * pool_w)
+    out = np.mean(col, axis=1)
+    return out.reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2)
+
+
+def book_avg_pool2d_backward(dout, input_shape, pool_h, pool_w, stride=1, pad=0):
+    """Backward of :func:`book_avg_pool2d`: ``dout / (pool_h*pool_w)`` over each window, col2im.
+
+    In the dtype of ``dout``; returns the view into the padded image that the
+    book's ``col2im`` returns.
+    """
+    dout = dout.transpose(0, 2, 3, 1)
+    pool_size = pool_h * pool_w
+    dmean = np.empty((dout.size, pool_size), dtype=dout.dtype)
+    dmean[...] = (dout.reshape(-1) / dout.dtype.type(pool_size))[:, None]
+    dmean = dmean.reshape(dout.shape + (pool_size,))
+    dcol = dmean.reshape(dmean.shape[0] * dmean.shape[1] * dmean.shape[2], -1)
+    return col2im(dcol, input_shape, pool_h, pool_w, stride, pad, copy=False)
+
+
+def argmax_to_book(argmax):
+    """cconv's argmax ``(N, C, out_h, out_w)`` -> the book's: flat, in ``(n, oy, ox, c)`` order."""
+    return np.ascontiguousarray(argmax.transpose(0, 2, 3, 1)).reshape(-1)
+
+
+def argmax_from_book(arg_max, out_shape):
+    """The book's flat argmax -> cconv's layout: a C-contiguous int64 ``out_shape`` ``(N, C, out_h, out_w)``."""
+    n, c, oh, ow = out_shape
+    a = np.asarray(arg_max, dtype=np.int64).reshape(n, oh, ow, c)
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
 # --------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Each function follows the book's ``common/layers.py`` algorithm with the
 NumPy im2col/col2im of ``reference.py`` (never the cconv kernels), and
 returns what the layer's forward or backward returns (backward ones also
-the parameter gradients). They compute in the dtype they are given.
+the parameter gradients). They compute in the dtype they are given. The
+convolution and pooling layers are ``reference.py``'s ``book_*`` functions
+(the benchmarks time them too), under the names the tests use.
 
 Two references are independent formulations rather than the book's code,
 so that they check the layer's algorithm too: :func:`batchnorm_backward`
@@ -35,59 +37,18 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------
-# Convolution and pooling (the book's im2col algorithms)
+# Convolution and pooling: the book's layers of reference.py
 # --------------------------------------------------------------------------
 
-
-def _out_hw(x_shape, filter_h, filter_w, stride, pad):
-    (sh, sw), (ph, pw) = ref.as_pair(stride), ref.as_pair(pad)
-    return (
-        ref.output_size(x_shape[2], filter_h, sh, ph),
-        ref.output_size(x_shape[3], filter_w, sw, pw),
-    )
-
-
-def conv(x, W, b, stride=1, pad=0):
-    """The book's ``Convolution.forward``: ``(N, FN, out_h, out_w)``."""
-    FN, _, FH, FW = W.shape
-    out_h, out_w = _out_hw(x.shape, FH, FW, stride, pad)
-    col = ref.im2col(x, FH, FW, stride, pad)
-    col_W = W.reshape(FN, -1).T
-    out = np.dot(col, col_W) + b
-    return out.reshape(x.shape[0], out_h, out_w, -1).transpose(0, 3, 1, 2)
-
-
-def conv_backward(dout, x, W, stride=1, pad=0):
-    """The book's ``Convolution.backward``: ``(dx, dW, db)``."""
-    FN, C, FH, FW = W.shape
-    col = ref.im2col(x, FH, FW, stride, pad)
-    col_W = W.reshape(FN, -1).T
-    dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
-    db = np.sum(dout, axis=0)
-    dW = np.dot(col.T, dout).transpose(1, 0).reshape(FN, C, FH, FW)
-    dcol = np.dot(dout, col_W.T)
-    return ref.col2im(dcol, x.shape, FH, FW, stride, pad), dW, db
-
-
-def max_pool(x, pool_h, pool_w, stride=1, pad=0, pad_value=0):
-    """The book's ``Pooling.forward``: ``(out, arg_max)``, arg_max flat in (n, oy, ox, c) order.
-
-    The book pads with ``pad_value=0``; cconv's documented padding is -inf.
-    """
-    out_h, out_w = _out_hw(x.shape, pool_h, pool_w, stride, pad)
-    col = ref.im2col(x, pool_h, pool_w, stride, pad, pad_value=pad_value)
-    col = col.reshape(-1, pool_h * pool_w)
-    arg_max = np.argmax(col, axis=1)
-    out = np.max(col, axis=1)
-    return out.reshape(x.shape[0], out_h, out_w, x.shape[1]).transpose(0, 3, 1, 2), arg_max
-
-
-def avg_pool(x, pool_h, pool_w, stride=1, pad=0):
-    """Average pooling in the book's style (im2col, mean of each window; zeros count)."""
-    out_h, out_w = _out_hw(x.shape, pool_h, pool_w, stride, pad)
-    col = ref.im2col(x, pool_h, pool_w, stride, pad).reshape(-1, pool_h * pool_w)
-    out = np.mean(col, axis=1)
-    return out.reshape(x.shape[0], out_h, out_w, x.shape[1]).transpose(0, 3, 1, 2)
+#: The book's ``Convolution.forward``: ``(N, FN, out_h, out_w)``.
+conv = ref.book_conv2d
+#: The book's ``Convolution.backward``: ``(dx, dW, db)``.
+conv_backward = ref.book_conv2d_backward
+#: The book's ``Pooling.forward``: ``(out, arg_max)``, arg_max flat in (n, oy, ox, c) order;
+#: ``pad_value`` (the book's 0; cconv's documented padding is -inf).
+max_pool = ref.book_max_pool2d
+#: Average pooling in the book's style (im2col, mean of each window; zeros count).
+avg_pool = ref.book_avg_pool2d
 
 
 # --------------------------------------------------------------------------

@@ -6,16 +6,19 @@
   ``$CCONV_SHARED_DATA``, with the MNIST test set and the book's trained
   parameters) skip with the reason when it is absent;
   ``cconv_testutils.load_mnist_test()`` reads the images (re-exported here).
-* :func:`book_simple_convnet_predict` / :func:`book_deep_convnet_predict`: the
-  book's forward passes in plain NumPy (its im2col, matmul, relu, pooling by
-  im2col and max), float64, independent of the cconv layers.
+* :func:`book_simple_convnet_scores` / :func:`book_deep_convnet_scores`: the
+  book's forward passes in plain NumPy (its layers of ``reference.py`` and
+  ``reference_layers.py``: im2col, matmul, relu, pooling by im2col and max),
+  float64, independent of the cconv layers.
 """
 
 import numpy as np
 import pytest
 
-import reference as ref
 from cconv.params_io import read_params
+
+import reference as ref
+import reference_layers as rl
 from cconv_testutils import load_mnist_test, shared_data
 
 #: Relative error allowed between backprop and numerical gradients (float64).
@@ -105,30 +108,21 @@ requires_shared_data = pytest.mark.skipif(
 # --------------------------------------------------------------------------
 
 
-def book_conv(x, w, b, stride=1, pad=0):
-    fn, _, fh, fw = w.shape
-    n, _, h, wd = x.shape
-    out_h = 1 + (h + 2 * pad - fh) // stride
-    out_w = 1 + (wd + 2 * pad - fw) // stride
-    col = ref.im2col(x, fh, fw, stride, pad)
-    out = np.dot(col, w.reshape(fn, -1).T) + b
-    return out.reshape(n, out_h, out_w, -1).transpose(0, 3, 1, 2)
+#: The book's ``Convolution.forward``: ``book_conv(x, W, b, stride, pad)``.
+book_conv = ref.book_conv2d
 
 
 def book_max_pool(x, size=2, stride=2):
-    n, c, h, w = x.shape
-    out_h = 1 + (h - size) // stride
-    out_w = 1 + (w - size) // stride
-    col = ref.im2col(x, size, size, stride, 0).reshape(-1, size * size)
-    return np.max(col, axis=1).reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2)
+    """The book's ``Pooling.forward`` (no padding), without its argmax."""
+    return ref.book_max_pool2d(x, size, size, stride)[0]
 
 
 def book_relu(x):
     return np.maximum(x, 0)
 
 
-def book_affine(x, w, b):
-    return np.dot(x.reshape(x.shape[0], -1), w) + b
+#: The book's ``Affine.forward``.
+book_affine = rl.affine
 
 
 def book_simple_convnet_scores(x, p):
