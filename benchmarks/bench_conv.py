@@ -25,7 +25,7 @@ Layers (``--batch`` images, default 100, except the kernel cases):
   conv5 64@3x3 p1, conv6 64@3x3 p1, pool), its shapes read off the network by
   running a batch through its layers;
 * the convolution of ``cconv.SimpleConvNet()`` (ch. 7: 30@5x5 p0 on 1x28x28);
-* the four im2col cases of the kernel benchmark (``cconv._bench.kernels.CONV_CASES``,
+* the four im2col cases of the kernel benchmark (``bench_kernels.CONV_CASES``,
   their own batch sizes) with a filter count chosen here (they have none): 30, 16,
   64 and 96 (AlexNet's conv1).  A case that is the same convolution as a network
   layer at the chosen batch is measured once, under both names.
@@ -46,7 +46,7 @@ Passes, each in float32 and float64:
 All results are allocated by the call, as a user calls them.
 
 Timing: for each row the two implementations are timed interleaved
-(``cconv._bench.util.time_interleaved``): each repetition takes one sample of
+(``_util.time_interleaved``): each repetition takes one sample of
 each, the order alternating; before each sample the script sleeps ``--pause``
 seconds (default 0.2: OpenBLAS's worker threads spin about 0.1 s after a call
 and would slow the next implementation down), then calls the same
@@ -103,8 +103,10 @@ from typing import Optional
 
 import numpy as np
 
-from cconv._bench import numpy_reference as ref
-from cconv._bench.util import (
+# The helper modules beside this file (and, through _reference, tests/reference.py).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _reference import ref  # noqa: E402
+from _util import (  # noqa: E402
     OtherCpuMeter,
     RowStats,
     add_pause_arg,
@@ -128,16 +130,6 @@ FWD, BWD, BWD_NODX = "fwd", "bwd", "bwd no dx"
 KERNEL_CASE_FILTERS = {1: 30, 2: 16, 3: 64, 4: 96}
 #: Sanity tolerance: max |cconv - reference| over max |reference|.
 TOL = {"float32": 2e-4, "float64": 1e-10}
-
-
-def pair(v) -> tuple:
-    if isinstance(v, (tuple, list)):
-        return (int(v[0]), int(v[1]))
-    return (int(v), int(v))
-
-
-def out_size(size, k, stride, pad, dilation=1):
-    return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
 # --------------------------------------------------------------------------------------
@@ -168,8 +160,8 @@ class Layer:
     @property
     def out_hw(self) -> tuple:
         _, _, H, W = self.shape
-        return (out_size(H, self.FH, self.stride[0], self.pad[0], self.dilation[0]),
-                out_size(W, self.FW, self.stride[1], self.pad[1], self.dilation[1]))
+        return (ref.output_size(H, self.FH, self.stride[0], self.pad[0], self.dilation[0]),
+                ref.output_size(W, self.FW, self.stride[1], self.pad[1], self.dilation[1]))
 
     @property
     def geometry(self) -> str:
@@ -202,8 +194,8 @@ def net_layers(cconv, net_cls, net_name: str, batch: int) -> list:
         if kind == "Convolution":
             fn, ch, fh, fw = layer.W.shape
             out.append(Layer([f"{net_name} conv{len(out) + 1}"], (batch,) + x.shape[1:], fn, fh,
-                             fw, pair(layer.stride), pair(layer.pad),
-                             pair(getattr(layer, "dilation", 1)), first=(i == 0)))
+                             fw, ref.as_pair(layer.stride), ref.as_pair(layer.pad),
+                             ref.as_pair(getattr(layer, "dilation", 1)), first=(i == 0)))
         try:
             x = layer.forward(x)
         except TypeError:  # Dropout, BatchNormalization take train_flg
@@ -212,15 +204,15 @@ def net_layers(cconv, net_cls, net_name: str, batch: int) -> list:
 
 
 def all_layers(cconv, batch: int) -> list:
-    from cconv._bench.kernels import CONV_CASES
+    from bench_kernels import CONV_CASES
 
     layers = net_layers(cconv, cconv.DeepConvNet, "DeepConvNet", batch)
     layers += net_layers(cconv, cconv.SimpleConvNet, "SimpleConvNet", batch)
     by_key = {layer.key: layer for layer in layers}
     for case in CONV_CASES:
         layer = Layer([f"kernels case {case.index}"], tuple(case.shape),
-                      KERNEL_CASE_FILTERS[case.index], case.kh, case.kw, pair(case.stride),
-                      pair(case.pad))
+                      KERNEL_CASE_FILTERS[case.index], case.kh, case.kw,
+                      ref.as_pair(case.stride), ref.as_pair(case.pad))
         if layer.key in by_key:
             by_key[layer.key].names.append(layer.names[0])
         else:
@@ -276,18 +268,9 @@ def rel_error(got, want) -> float:
 
 
 def numpy_reference(x, W, b, dout, layer: Layer):
-    """The book's algorithm: out and (dx, dW, db) through im2col / col2im."""
-    N = x.shape[0]
-    FN, FH, FW = layer.FN, layer.FH, layer.FW
-    oh, ow = layer.out_hw
-    col = ref.im2col(x, FH, FW, layer.stride, layer.pad)
-    col_W = W.reshape(FN, -1).T
-    out = (col @ col_W + b).reshape(N, oh, ow, FN).transpose(0, 3, 1, 2)
-    d2 = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
-    db = d2.sum(axis=0)
-    dW = (col.T @ d2).T.reshape(W.shape)
-    dx = ref.col2im(d2 @ col_W.T, x.shape, FH, FW, layer.stride, layer.pad)
-    return out, (dx, dW, db)
+    """The book's Convolution layer: out and (dx, dW, db) through im2col / col2im."""
+    out = ref.book_conv2d(x, W, b, layer.stride, layer.pad)
+    return out, ref.book_conv2d_backward(dout, x, W, layer.stride, layer.pad)
 
 
 def build_rows(layer: Layer, dtype: str, cconv, torch, rng) -> list:
@@ -488,8 +471,8 @@ def child_memory(spec: dict) -> dict:
     N, C, H, Wd = spec["shape"]
     FN, FH, FW = spec["FN"], spec["FH"], spec["FW"]
     s, p, d = tuple(spec["stride"]), tuple(spec["pad"]), tuple(spec["dilation"])
-    oh = out_size(H, FH, s[0], p[0], d[0])
-    ow = out_size(Wd, FW, s[1], p[1], d[1])
+    oh = ref.output_size(H, FH, s[0], p[0], d[0])
+    ow = ref.output_size(Wd, FW, s[1], p[1], d[1])
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, C, H, Wd), dtype=dt)
     W = rng.standard_normal((FN, C, FH, FW), dtype=dt)

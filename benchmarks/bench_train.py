@@ -26,7 +26,7 @@ and float64, each implemented three ways:
 
 * ``cconv``  -- ``cconv.SimpleConvNet`` / ``cconv.DeepConvNet`` with ``cconv.optim.Adam``;
 * ``numpy``  -- the book's code in plain NumPy (``book_convnets.py`` beside this
-  file, dtype-preserving, with the book's im2col/col2im from ``cconv._bench.numpy_reference``)
+  file, dtype-preserving, with the book's im2col/col2im and pooling from ``tests/reference.py``)
   and the book's ``Adam``;
 * ``torch``  -- (``--torch``) the same layers as ``nn.Sequential`` of
   ``nn.Conv2d`` / ``nn.ReLU`` / ``nn.MaxPool2d`` / ``nn.Linear`` / ``nn.Dropout``
@@ -116,9 +116,9 @@ from typing import Optional
 
 import numpy as np
 
+# The helper modules beside this file (and, through _reference, tests/reference.py).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import book_convnets as book  # noqa: E402  (the helper modules beside this script)
-from cconv._bench.util import (  # noqa: E402
+from _util import (  # noqa: E402
     CONTENTION_WARN,
     OtherCpuMeter,
     RowStats,
@@ -136,6 +136,8 @@ from cconv._bench.util import (  # noqa: E402
     results_text,
     time_interleaved,
 )
+
+import book_convnets as book  # noqa: E402
 
 BATCH = 100
 INPUT_SHAPE = (BATCH, 1, 28, 28)

@@ -1,9 +1,9 @@
 """The book's ConvNets in plain NumPy: the baseline that ``bench_train.py`` times cconv against.
 
 "Deep Learning from Scratch" (ch. 7-8), step by step: the layers of
-``common/layers.py`` (Convolution and max Pooling through the book's
-im2col/col2im, taken from ``cconv._bench.numpy_reference``; Relu,
-Affine, SoftmaxWithLoss, Dropout), the functions of ``common/functions.py``,
+``common/layers.py`` (Convolution and max Pooling on the book's im2col/col2im
+and Pooling passes of ``tests/reference.py``, imported through ``_reference.py``;
+Relu, Affine, SoftmaxWithLoss, Dropout), the functions of ``common/functions.py``,
 the ``Adam`` of ``common/optimizer.py`` and the networks ``SimpleConvNet``
 (``ch07/simple_convnet.py``) and ``DeepConvNet`` (``ch08/deep_convnet.py``).
 
@@ -13,7 +13,7 @@ float32 rows compare like with like (the book always works in float64):
 * the networks take a ``dtype`` (default float64, the book's) and cast the
   initial weights, drawn exactly as the book draws them from ``np.random``;
 * the pooling backward's ``dmax`` and col2im's image have the dtype of
-  ``dout`` (``cconv._bench.numpy_reference``), not float64;
+  ``dout`` (``tests/reference.py``), not float64;
 * Adam's step size ``lr_t`` is a Python float: the book's NumPy float64
   scalar would, under NumPy 2's promotion rules, compute a float32 update in
   float64 (the result is the same in float64);
@@ -28,8 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-
-from cconv._bench.numpy_reference import col2im, im2col, max_pool2d, max_pool2d_backward
+from _reference import ref
 
 __all__ = [
     "Adam",
@@ -162,7 +161,7 @@ class Convolution:
         out_h = 1 + int((H + 2 * self.pad - FH) / self.stride)
         out_w = 1 + int((W + 2 * self.pad - FW) / self.stride)
 
-        col = im2col(x, FH, FW, self.stride, self.pad)
+        col = ref.im2col(x, FH, FW, self.stride, self.pad)
         col_W = self.W.reshape(FN, -1).T
         out = np.dot(col, col_W) + self.b
         out = out.reshape(N, out_h, out_w, -1).transpose(0, 3, 1, 2)
@@ -181,7 +180,7 @@ class Convolution:
         self.dW = self.dW.transpose(1, 0).reshape(FN, C, FH, FW)
 
         dcol = np.dot(dout, self.col_W.T)
-        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+        return ref.col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad, copy=False)
 
 
 class Pooling:
@@ -196,13 +195,13 @@ class Pooling:
         self.arg_max = None
 
     def forward(self, x):
-        out, self.arg_max = max_pool2d(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        out, self.arg_max = ref.book_max_pool2d(x, self.pool_h, self.pool_w, self.stride, self.pad)
         self.x = x
         return out
 
     def backward(self, dout):
-        return max_pool2d_backward(dout, self.arg_max, self.x.shape, self.pool_h, self.pool_w,
-                                   self.stride, self.pad)
+        return ref.book_max_pool2d_backward(dout, self.arg_max, self.x.shape, self.pool_h,
+                                            self.pool_w, self.stride, self.pad)
 
 
 # --------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ import pytest
 
 KERNELS = ("_openmp", "im2col", "col2im", "pooling", "activation", "adam")
 PUBLIC_PXD = ("im2col", "col2im", "pooling", "activation", "adam")
+#: The NumPy reference and the benchmarks live in the source tree only (tests/, benchmarks/).
+SOURCE_TREE_ONLY = ("reference.py", "reference_layers.py", "numpy_reference.py", "cconv_testutils.py",
+                    "conftest.py", "book_convnets.py", "bench_*.py")
 
 WHEEL = os.environ.get("CCONV_WHEEL")
 SDIST = os.environ.get("CCONV_SDIST")
@@ -87,6 +90,10 @@ def test_wheel_has_no_sources_build_debris_or_tests(wheel_files):
         or f.split("/")[0] in {"tests", "benchmarks", "scripts", "src", "build"}
     ]
     assert not unwanted, f"the wheel should not contain {unwanted}"
+    assert not [f for f in wheel_files if f.startswith("cconv/_bench/")], "the wheel holds cconv/_bench"
+    source_only = [f for f in wheel_files if any(fnmatch.fnmatchcase(PurePosixPath(f).name, name)
+                                                 for name in SOURCE_TREE_ONLY)]
+    assert not source_only, f"the wheel holds the reference or benchmark modules {source_only}"
     top_level = {f.split("/")[0] for f in wheel_files}
     allowed = {"cconv", "cconv.libs"}
     assert {t for t in top_level if not t.endswith(".dist-info")} <= allowed, top_level
@@ -124,6 +131,11 @@ def test_sdist_has_everything_the_build_needs(sdist_files):
             assert f"src/cconv/kernels/{name}.{ext}" in sdist_files
     assert len(matching(sdist_files, "cconv/data/mnist-sample/*-ubyte.gz")) == 4
     assert "tests/conftest.py" in sdist_files
+    # The one NumPy reference (with the tests) and the benchmarks that import it.
+    for required in ("tests/reference.py", "benchmarks/bench_kernels.py", "benchmarks/_util.py",
+                     "benchmarks/_reference.py"):
+        assert required in sdist_files, f"the sdist lacks {required}"
+    assert not [f for f in sdist_files if f.startswith("cconv/_bench/")], "the sdist holds cconv/_bench"
 
 
 @needs_sdist
