@@ -21,6 +21,9 @@ import pytest
 
 KERNELS = ("_openmp", "im2col", "col2im", "pooling", "activation", "adam")
 PUBLIC_PXD = ("im2col", "col2im", "pooling", "activation", "adam")
+#: The packages of the wheel (pyproject.toml's packages list), as folders.
+PACKAGES = ("cconv", "cconv/cli", "cconv/nets", "cconv/kernels", "cconv/book",
+            "cconv/book/compat/common", "cconv/book/compat/dataset")
 #: The NumPy reference and the benchmarks live in the source tree only (tests/, benchmarks/).
 SOURCE_TREE_ONLY = ("reference.py", "reference_layers.py", "numpy_reference.py", "cconv_testutils.py",
                     "conftest.py", "book_convnets.py", "bench_*.py")
@@ -78,6 +81,12 @@ def test_wheel_has_the_c_api_the_typing_marker_and_the_sample(wheel_files):
     assert "cconv/data/README.md" in wheel_files  # the sample's credits
     assert len(matching(wheel_files, "cconv/data/mnist-sample/*-ubyte.gz")) == 4
     assert any(f.endswith(".dist-info/licenses/LICENSE") for f in wheel_files)
+
+
+@needs_wheel
+def test_wheel_has_every_package(wheel_files):
+    for package in PACKAGES:
+        assert f"{package}/__init__.py" in wheel_files, f"the wheel lacks the package {package}"
 
 
 @needs_wheel
