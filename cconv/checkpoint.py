@@ -31,16 +31,7 @@ import re
 import numpy as np
 
 from cconv._atomic import atomic_save_npz, fsync_dir
-try:
-    from cconv._npz import read_npz
-except ImportError:  # TEMPORARY until the header-first reader lands
-    def read_npz(path, check_header=None, *, max_bytes=None, what="file"):
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        if check_header is not None:
-            for key, value in arrays.items():
-                check_header(key, value.shape, value.dtype)
-        return arrays
+from cconv._npz import read_npz
 
 __all__ = [
     "Checkpoint",

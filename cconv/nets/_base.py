@@ -366,8 +366,13 @@ class Network:
             file_name = _DEFAULT_PARAMS_FILE
             if not os.path.exists(file_name) and os.path.exists(_BOOK_PARAMS_FILE):
                 file_name = _BOOK_PARAMS_FILE
-        loaded, meta = params_io.read_params(file_name)
-        self._assign(loaded, meta, os.fspath(file_name), cast)
+        source = os.fspath(file_name)
+        meta = params_io.read_meta(file_name)  # another network's file is named before its arrays are read
+        if meta is not None:
+            self._check_meta(meta, source)
+        # Each array's header is checked against the network before its data is read.
+        loaded, _ = params_io.read_params(file_name, params_io.param_specs(self.params, cast))
+        self._assign(loaded, None, source, cast)  # None: the meta is checked already
 
     def _assign(self, loaded, meta, source, cast):
         if meta is not None:
