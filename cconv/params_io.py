@@ -49,6 +49,7 @@ __all__ = [
     "UnsafePickleError",
     "assign_params",
     "check_param_shapes",
+    "is_npz",
     "is_plain_numeric_dtype",
     "load_params",
     "param_specs",
@@ -129,7 +130,8 @@ def save_params(path, params, meta=None):
 # --------------------------------------------------------------------------
 
 
-def _is_zip(path):
+def is_npz(path):
+    """True if the file at ``path`` starts as a zip archive (an ``.npz``) does; its content is not checked."""
     with open(path, "rb") as f:
         return f.read(4) == _ZIP_MAGIC
 
@@ -182,7 +184,7 @@ def read_meta(path):
         If the archive is corrupt or its ``__meta__`` is not cconv metadata.
     """
     path = os.fspath(path)
-    if not _is_zip(path):
+    if not is_npz(path):
         return None
 
     def check_header(key, shape, dtype):
@@ -290,7 +292,7 @@ def read_params(path, expected=None, *, max_bytes=None, expected_text="the netwo
     """
     path = os.fspath(path)
     check_header = _header_check(path, expected, expected_text)
-    if not _is_zip(path):  # anything else must be a (restricted) pickle
+    if not is_npz(path):  # anything else must be a (restricted) pickle
         params = read_pickle_params(path)
         for key, value in params.items():
             if key != META_KEY:

@@ -238,7 +238,9 @@ def _params_record(path, net_choice):
     if not os.path.isfile(path):
         raise UsageError(f"PARAMS: no such file: {path!r}")
     try:
-        _, meta = params_io.read_params(path)
+        meta = params_io.read_meta(path)  # decompresses nothing else
+        if meta is None and not params_io.is_npz(path):
+            params_io.read_params(path)  # a book .pkl (read safely) or garbage
     except (OSError, ValueError) as exc:
         raise UsageError(f"PARAMS: {path!r} is not a readable params file ({exc})") from exc
     if meta is None and net_choice is None:
