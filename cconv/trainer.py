@@ -52,6 +52,7 @@ import numpy as np
 from cconv import checkpoint as _checkpoint
 from cconv._atomic import check_writable_dir, remove_stale_temp_files
 from cconv._progress import ProgressBar
+from cconv._validation import check_bool, check_int
 from cconv.checkpoint import Checkpoint, CheckpointError, latest_checkpoint
 from cconv.nets._base import network_rngs
 
@@ -105,12 +106,6 @@ def _sigint_deferred():
                 previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
             elif previous in (signal.SIG_DFL, None):
                 signal.raise_signal(signal.SIGINT)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def _json_number(value):
@@ -260,8 +255,8 @@ class Trainer:
         on_epoch_end=None,
     ):
         self.network = network
-        self.loss_from_gradient_pass = _check_bool(loss_from_gradient_pass, "loss_from_gradient_pass")
-        self.epoch_end_accuracy = bool(epoch_end_accuracy)
+        self.loss_from_gradient_pass = check_bool(loss_from_gradient_pass, "loss_from_gradient_pass")
+        self.epoch_end_accuracy = check_bool(epoch_end_accuracy, "epoch_end_accuracy")
         if on_epoch_end is not None and not callable(on_epoch_end):
             raise TypeError(f"on_epoch_end must be callable or None, got {type(on_epoch_end).__name__}")
         self.on_epoch_end = on_epoch_end
@@ -297,8 +292,8 @@ class Trainer:
         self._end_accuracies = None  # (iteration, train_acc, test_acc) after the last epoch's last step
         self._reported_iteration = None  # end_iteration of the last epoch given to on_epoch_end
 
-        if keep_checkpoints is not None and keep_checkpoints < 1:
-            raise ValueError(f"keep_checkpoints: expected an int >= 1 or None, got {keep_checkpoints!r}")
+        if keep_checkpoints is not None:
+            check_int(keep_checkpoints, "keep_checkpoints", non_int_error=ValueError)
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_dir = None
         self.checkpoint_path = None
@@ -334,18 +329,15 @@ class Trainer:
                 raise ValueError(f"{x_name} has {n_x} samples but {t_name} has {n_t}")
         if len(self.x_train) == 0:
             raise ValueError("x_train: expected at least one sample, got none")
-        batch = self.batch_size
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-            raise ValueError(f"mini_batch_size: expected an int >= 1, got {self.batch_size!r}")
+        check_int(self.batch_size, "mini_batch_size", non_int_error=ValueError)
         try:
             valid_epochs = math.isfinite(self.epochs) and self.epochs >= 0
         except TypeError:
             valid_epochs = False
         if not valid_epochs:
             raise ValueError(f"epochs: expected a number >= 0, got {self.epochs!r}")
-        n_eval = self.evaluate_sample_num_per_epoch
-        if n_eval is not None and (not isinstance(n_eval, (int, np.integer)) or n_eval < 1):
-            raise ValueError(f"evaluate_sample_num_per_epoch: expected None or an int >= 1, got {n_eval!r}")
+        if self.evaluate_sample_num_per_epoch is not None:
+            check_int(self.evaluate_sample_num_per_epoch, "evaluate_sample_num_per_epoch", non_int_error=ValueError)
 
     @staticmethod
     def _make_optimizer(optimizer, optimizer_param):
