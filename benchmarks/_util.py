@@ -19,7 +19,7 @@ import platform
 import re
 import sys
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -228,7 +228,7 @@ class RowStats:
     def contended(self) -> bool:
         return self.other_cpu is not None and self.other_cpu > CONTENTION_WARN
 
-    def ratio(self, other: str) -> Optional[float]:
+    def ratio(self, other: str) -> float | None:
         """``other``'s median time over cconv's (> 1: cconv faster), or None."""
         if "cconv" in self.med and other in self.med:
             return self.med[other] / self.med["cconv"]
@@ -275,7 +275,7 @@ def parse_choices(ap, text: str, choices, what: str) -> list:
     return names
 
 
-def contention_summary(run_other_cpu: Optional[float], rows: list) -> Optional[str]:
+def contention_summary(run_other_cpu: float | None, rows: list) -> str | None:
     """The line on other processes' CPU use during the whole run (rows have ``contended``)."""
     if run_other_cpu is None:
         return None
@@ -286,7 +286,7 @@ def contention_summary(run_other_cpu: Optional[float], rows: list) -> Optional[s
                                                if contended else "."))
 
 
-def results_text(table_text: str, legend: str, elapsed: float, run_other_cpu: Optional[float],
+def results_text(table_text: str, legend: str, elapsed: float, run_other_cpu: float | None,
                  rows: list) -> str:
     """The results table, its legend, the run's duration and its contention summary."""
     lines = [table_text, "", legend, f"(measured in {elapsed:.0f} s)"]
@@ -301,7 +301,7 @@ def results_text(table_text: str, legend: str, elapsed: float, run_other_cpu: Op
 # --------------------------------------------------------------------------------------
 
 
-def import_modules(required: str, torch_requested: bool, threads: Optional[int]):
+def import_modules(required: str, torch_requested: bool, threads: int | None):
     """``(cconv, torch)`` with their thread counts set, or None after an error message.
 
     cconv must be the installed package (it must have ``required``; a bare
@@ -338,7 +338,7 @@ def import_modules(required: str, torch_requested: bool, threads: Optional[int])
 # --------------------------------------------------------------------------------------
 
 
-def fmt_ms(t: Optional[float]) -> str:
+def fmt_ms(t: float | None) -> str:
     if t is None:
         return "-"
     ms = t * 1e3
@@ -351,24 +351,24 @@ def fmt_ms(t: Optional[float]) -> str:
     return f"{ms:.3f}"
 
 
-def fmt_x(r: Optional[float]) -> str:
+def fmt_x(r: float | None) -> str:
     if r is None:
         return "-"
     return f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
 
 
-def fmt_f(v: Optional[float], nd: int = 1) -> str:
+def fmt_f(v: float | None, nd: int = 1) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
-def fmt_busy(other_cpu: Optional[float]) -> str:
+def fmt_busy(other_cpu: float | None) -> str:
     """The busy% cell: share of the CPUs other processes used, '~' when over the limit."""
     if other_cpu is None:
         return "-"
     return f"{100 * other_cpu:.0f}" + (" ~" if other_cpu > CONTENTION_WARN else "")
 
 
-def format_table(cols: list, body: list, groups: Optional[list] = None) -> str:
+def format_table(cols: list, body: list, groups: list | None = None) -> str:
     """A text table: ``cols`` are (title, '<' or '>') pairs, ``body`` rows of cell strings.
 
     ``groups`` (one key per row) puts an empty line wherever the key changes.
@@ -378,7 +378,7 @@ def format_table(cols: list, body: list, groups: Optional[list] = None) -> str:
 
     def fmt(cells):
         out = []
-        for (name, al), w, cell in zip(cols, widths, cells):
+        for (_, al), w, cell in zip(cols, widths, cells):
             out.append(cell.ljust(w) if al == "<" else cell.rjust(w))
         return "  ".join(out).rstrip()
 

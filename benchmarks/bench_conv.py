@@ -99,7 +99,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -237,20 +236,20 @@ class Row(RowStats):
     med: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
-    other_cpu: Optional[float] = None
+    other_cpu: float | None = None
     torch_what: str = ""  # what the torch column times
     torch_backend: str = ""
-    cc_extra: Optional[int] = None  # bytes, from the child process
+    cc_extra: int | None = None  # bytes, from the child process
     mem_method: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
-    def gflops(self, impl: str) -> Optional[float]:
+    def gflops(self, impl: str) -> float | None:
         return self.flops / self.med[impl] / 1e9 if impl in self.med else None
 
-    def time_ratio(self) -> Optional[float]:
+    def time_ratio(self) -> float | None:
         """cconv time / torch time (< 1: cconv faster)."""
         r = self.ratio(TH)
         return None if r is None else 1.0 / r
@@ -415,8 +414,8 @@ def measure_row(row: Row, torch, args) -> None:
 def measure_peaks(dtypes: list, size: int, repeat: int, pause: float, rewarm_s: float,
                   threads: int) -> dict:
     """{dtype: {what: GFLOP/s}}: 1-thread np.matmul and scipy gemm, and np.matmul on ``threads``."""
-    from threadpoolctl import threadpool_limits
     from scipy.linalg import blas as fblas
+    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(1)
     flops = 2.0 * size ** 3
@@ -427,7 +426,8 @@ def measure_peaks(dtypes: list, size: int, repeat: int, pause: float, rewarm_s: 
         bm = rng.standard_normal((size, size), dtype=dt)
         af, bf = np.asfortranarray(a), np.asfortranarray(bm)  # no copy inside scipy's gemm
         gemm = fblas.sgemm if dt == np.float32 else fblas.dgemm
-        impls = {"np.matmul": lambda: np.matmul(a, bm), "scipy gemm": lambda: gemm(1.0, af, bf)}
+        impls = {"np.matmul": lambda a=a, bm=bm: np.matmul(a, bm),
+                 "scipy gemm": lambda gemm=gemm, af=af, bf=bf: gemm(1.0, af, bf)}
         with threadpool_limits(limits=1, user_api="blas"):
             raw = time_interleaved(impls, repeat, warmup=1, pause=pause, rewarm_s=rewarm_s)
         res = {k: flops / statistics.median(v) / 1e9 for k, v in raw.items()}
@@ -449,7 +449,7 @@ def measure_peaks(dtypes: list, size: int, repeat: int, pause: float, rewarm_s: 
 _MEM_FLAG = "--_child-memory"
 
 
-def _status_bytes(key: str) -> Optional[int]:
+def _status_bytes(key: str) -> int | None:
     try:
         with open("/proc/self/status") as f:
             m = re.search(rf"^{key}:\s+(\d+)\s+kB", f.read(), re.M)
@@ -529,7 +529,7 @@ def measure_memory(row: Row, threads: int) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def fmt_mb(b: Optional[int]) -> str:
+def fmt_mb(b: int | None) -> str:
     if b is None:
         return "n/a"
     return f"{max(b, 0) / 1e6:.1f}"  # page rounding can make the rise slightly negative
@@ -550,7 +550,7 @@ def table(rows: list, with_torch: bool, peaks: dict, threads: int) -> str:
     for r in rows:
         peak = threads * peaks[r.dtype]["peak"] if r.dtype in peaks else None
 
-        def pct(impl):
+        def pct(impl, r=r, peak=peak):
             g = r.gflops(impl)
             return None if g is None or not peak else 100 * g / peak
 

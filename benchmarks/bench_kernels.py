@@ -98,8 +98,8 @@ import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -219,7 +219,7 @@ def _proc_status_kb(key: str) -> int:
     return int(m.group(1)) * 1024
 
 
-def rss_peak(fn: Callable) -> Optional[int]:
+def rss_peak(fn: Callable) -> int | None:
     """Rise of the resident-set high-water mark during one call (Linux), or None."""
     try:
         gc.collect()
@@ -279,21 +279,21 @@ class Row(RowStats):
     raw: dict = field(default_factory=dict)  # name -> [seconds]
     extra: dict = field(default_factory=dict)  # name -> extra bytes (or None)
     errors: list = field(default_factory=list)
-    other_cpu: Optional[float] = None  # share of the CPUs used by other processes
+    other_cpu: float | None = None  # share of the CPUs used by other processes
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
-    def gbps(self, name: str = CC) -> Optional[float]:
+    def gbps(self, name: str = CC) -> float | None:
         return self.nbytes / self.med[name] / 1e9 if name in self.med else None
 
-    def copy_gbps(self) -> Optional[float]:
+    def copy_gbps(self) -> float | None:
         if COPY not in self.med:
             return None
         return 2 * (self.nbytes // 2) / self.med[COPY] / 1e9
 
-    def pct_copy(self, name: str = CC) -> Optional[float]:
+    def pct_copy(self, name: str = CC) -> float | None:
         g, c = self.gbps(name), self.copy_gbps()
         return 100.0 * g / c if g is not None and c else None
 
@@ -513,7 +513,7 @@ def measure_row(row: Row, repeat: int, torch, pause: float, rewarm_s: float) -> 
 # --------------------------------------------------------------------------------------
 
 
-def fmt_mb(b: Optional[int]) -> str:
+def fmt_mb(b: int | None) -> str:
     if b is None:
         return "n/a"
     return f"{max(b, 0) / 1e6:.1f}"  # the RSS method can under-count slightly below 0
@@ -576,7 +576,7 @@ class Target:
     rows: list  # (row, value, threshold, unit, note)
 
 
-def evaluate_targets(rows: list, threads: int, torch_threads: Optional[int]) -> list:
+def evaluate_targets(rows: list, threads: int, torch_threads: int | None) -> list:
     def conv_big(r):  # conv cases 2-4
         return r.case.group == "conv" and r.case.index >= 2
 

@@ -112,12 +112,12 @@ import textwrap
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
 # The helper modules beside this file (and, through _reference, tests/reference.py).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import book_convnets as book  # noqa: E402
 from _util import (  # noqa: E402
     CONTENTION_WARN,
     OtherCpuMeter,
@@ -136,8 +136,6 @@ from _util import (  # noqa: E402
     results_text,
     time_interleaved,
 )
-
-import book_convnets as book  # noqa: E402
 
 BATCH = 100
 INPUT_SHAPE = (BATCH, 1, 28, 28)
@@ -229,7 +227,7 @@ class Impls:
     cc_opt: object
     np_net: object
     np_opt: object
-    th: Optional[dict] = None  # model, opt, loss_fn, x, t, torch
+    th: dict | None = None  # model, opt, loss_fn, x, t, torch
 
     def train_steps(self) -> dict:
         x, t = self.x, self.t
@@ -374,15 +372,15 @@ class Row(RowStats):
     iters: int
     med: dict = field(default_factory=dict)  # impl -> median seconds per run
     raw: dict = field(default_factory=dict)  # impl -> [seconds per run]
-    other_cpu: Optional[float] = None
+    other_cpu: float | None = None
 
-    def ms_iter(self, impl: str) -> Optional[float]:
+    def ms_iter(self, impl: str) -> float | None:
         return self.med[impl] / self.iters if impl in self.med else None
 
-    def images_per_s(self, impl: str) -> Optional[float]:
+    def images_per_s(self, impl: str) -> float | None:
         return self.iters * BATCH / self.med[impl] if impl in self.med else None
 
-    def time_ratio(self, other: str) -> Optional[float]:
+    def time_ratio(self, other: str) -> float | None:
         """cconv's median time over ``other``'s (< 1: cconv faster), or None."""
         r = self.ratio(other)
         return None if r is None else 1.0 / r
@@ -608,7 +606,7 @@ layer itself (Affine).  rest ms = the layer's other NumPy/Python work.)"""
 # --------------------------------------------------------------------------------------
 
 
-def fmt_ips(v: Optional[float]) -> str:
+def fmt_ips(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
@@ -652,7 +650,7 @@ TARGET_LIMIT = 1.0
 TARGET_GOAL = 0.77
 
 
-def targets_report(rows: list, threads: int, torch_threads: Optional[int]) -> tuple:
+def targets_report(rows: list, threads: int, torch_threads: int | None) -> tuple:
     """The targets section and its number of NOT MET verdicts against the limit."""
     lines = ["Targets", "======="]
     two = threads == 2 and torch_threads == 2

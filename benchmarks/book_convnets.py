@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+
 from _reference import ref
 
 __all__ = [

@@ -20,6 +20,7 @@ except ImportError as exc:  # a source checkout on sys.path shadows the install
         "package with `pip install .` (or `pip install -e .` for development) and "
         f"run Python outside the source folder, whose cconv/ lacks them ({exc})"
     ) from exc
+from cconv import functions, gradient, layers, nets, optim  # noqa: F401  (cconv.layers etc.)
 from cconv.kernels.activation import relu_backward, relu_with_mask
 from cconv.kernels.col2im import col2im
 from cconv.kernels.conv import conv2d, conv2d_backward
@@ -30,8 +31,6 @@ from cconv.kernels.pooling import (
     max_pool2d,
     max_pool2d_backward,
 )
-
-from cconv import functions, gradient, layers, nets, optim  # noqa: F401  (cconv.layers etc.)
 from cconv.nets import AlexNet, DeepConvNet, LeNet, SimpleConvNet, load_network
 from cconv.trainer import CheckpointError, Trainer, TrainingDiverged
 

@@ -21,9 +21,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-import cconv  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+import cconv  # noqa: E402
 
 from cconv_testutils import FLOAT_DTYPES, INPUT_DTYPES, LAYOUTS  # noqa: E402
 

@@ -1,10 +1,10 @@
 """Networks run their passes with BLAS on one thread while the kernels use several."""
 
-import cconv
 import numpy as np
 import pytest
 from threadpoolctl import ThreadpoolController
 
+import cconv
 from cconv._blas import serial_blas, single_threaded_blas
 
 

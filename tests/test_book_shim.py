@@ -31,6 +31,7 @@ import cconv.optim
 from cconv.book import shim_path
 from cconv.book.__main__ import main as book_main
 from cconv.params_io import read_params
+
 from cconv_testutils import load_mnist_test, shared_data
 
 #: Images of the MNIST test set the scripts predict, and the batch size they use.

@@ -9,9 +9,10 @@ through the public API, ``Trainer(..., checkpoint_dir=d, resume=True)``.
 
 import numpy as np
 import pytest
-from npz_testutils import MAX_PEAK_BYTES, peak_of, write_bomb
 
 from cconv.trainer import CheckpointError, Trainer
+
+from npz_testutils import MAX_PEAK_BYTES, peak_of, write_bomb
 
 
 class AffineNet:

@@ -25,7 +25,6 @@ import typing
 
 import numpy as np
 import pytest
-from cconv_testutils import shared_data
 
 from cconv import datasets
 from cconv.datasets import (
@@ -45,6 +44,8 @@ from cconv.datasets import (
     load_mnist_sample,
     read_idx,
 )
+
+from cconv_testutils import shared_data
 
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 NAMES = datasets.IDX_NAMES

@@ -45,6 +45,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 from cconv import _atomic, cli
 from cconv.cli import run_folder
 from cconv.nets import SimpleConvNet

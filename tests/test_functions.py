@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cconv.functions import cross_entropy_error, relu, sigmoid, softmax
+
 from cconv_testutils import assert_close, random_array
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cconv.gradient import numerical_gradient
+
 from cconv_testutils import random_array
 
 

@@ -14,8 +14,9 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-import cconv
 import pytest
+
+import cconv
 
 KERNEL_MODULES = ("_openmp", "im2col", "col2im", "pooling", "activation", "adam")
 

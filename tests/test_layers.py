@@ -10,12 +10,10 @@ import dataclasses
 import warnings
 from collections.abc import Callable
 
-import cconv
 import numpy as np
 import pytest
 
-import reference as ref
-import reference_layers as rl
+import cconv
 from cconv.gradient import numerical_gradient
 from cconv.layers import (
     LRN,
@@ -29,6 +27,9 @@ from cconv.layers import (
     Sigmoid,
     SoftmaxWithLoss,
 )
+
+import reference as ref
+import reference_layers as rl
 from cconv_testutils import assert_close, distinct_values, random_array, with_layout
 
 F64 = np.float64

@@ -12,10 +12,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from npz_testutils import MAX_PEAK_BYTES, npy_bytes, npy_header, patch_central, peak_of, write_bomb, write_zip
 
 from cconv._atomic import atomic_save_npz
 from cconv._npz import CHUNK_BYTES, DEFAULT_MAX_BYTES, MAX_HEADER_BYTES, read_npz
+
+from npz_testutils import MAX_PEAK_BYTES, npy_bytes, npy_header, patch_central, peak_of, write_bomb, write_zip
 
 ARRAYS = {
     "W1": np.arange(24, dtype=np.float32).reshape(2, 3, 4),

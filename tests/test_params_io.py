@@ -12,13 +12,13 @@ import zipfile
 
 import numpy as np
 import pytest
-from npz_testutils import MAX_PEAK_BYTES, peak_of, write_bomb
 
 from cconv import params_io
 from cconv.nets import AlexNet, DeepConvNet, LeNet, SimpleConvNet, load_network
 from cconv.params_io import UnsafePickleError, read_params
 
 from cconv_testutils import shared_data
+from npz_testutils import MAX_PEAK_BYTES, peak_of, write_bomb
 
 SMALL_NETS = {
     "SimpleConvNet": lambda **kw: SimpleConvNet(

@@ -13,11 +13,12 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-from cconv_testutils import load_mnist_test, shared_data
 
 import cconv
 from cconv import plots
 from cconv.layers import Convolution, Dropout, Pooling, Relu
+
+from cconv_testutils import load_mnist_test, shared_data
 
 Figure = pytest.importorskip("matplotlib.figure").Figure
 imread = pytest.importorskip("matplotlib.image").imread

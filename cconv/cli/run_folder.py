@@ -13,7 +13,7 @@ import os
 
 from cconv import params_io
 from cconv._atomic import atomic_write_json, remove_stale_temp_files
-from cconv.cli._common import NET_CHOICES, DATASET_CHOICES, UsageError, load_data, plural
+from cconv.cli._common import DATASET_CHOICES, NET_CHOICES, UsageError, load_data, plural
 from cconv.nets import NETWORKS, load_network
 
 PARAMS_FILE = "params.npz"

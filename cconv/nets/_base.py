@@ -253,8 +253,8 @@ class Network:
         """
         x = self._as_input(x)
         with serial_blas():
-            for _, _, x in forward_layers(self.named_layers(), x, train_flg):
-                pass
+            for _, layer in self.named_layers():
+                x = run_layer(layer, x, train_flg)
         return x
 
     def loss(self, x, t, train_flg=True):
@@ -437,11 +437,15 @@ def forward_layers(named, x, train_flg=False):
     BatchNormalization), as the book's ``predict`` does.
     """
     for name, layer in named:
-        if isinstance(layer, _TRAIN_FLG_LAYERS):
-            x = layer.forward(x, train_flg)
-        else:
-            x = layer.forward(x)
+        x = run_layer(layer, x, train_flg)
         yield name, layer, x
+
+
+def run_layer(layer, x, train_flg):
+    """``layer.forward(x)``, with ``train_flg`` for the layers that take it (Dropout, BatchNormalization)."""
+    if isinstance(layer, _TRAIN_FLG_LAYERS):
+        return layer.forward(x, train_flg)
+    return layer.forward(x)
 
 
 def network_rngs(network):

@@ -136,7 +136,8 @@ def test_mnist_falls_back_when_the_mirrors_fail(sample_run, tmp_path, capsys, mo
 def test_unavailable_fashion_mnist_exits_1(tmp_path, capsys, monkeypatch):
     info = dataclasses.replace(datasets.DATASETS["fashion-mnist"], mirrors=(closed_port_url(),), system_dirs=())
     monkeypatch.setitem(datasets.DATASETS, "fashion-mnist", info)
-    status, out, err = run_cli(capsys, "train", "--dataset", "fashion-mnist", "--no-download", "--out", tmp_path / "run")
+    status, out, err = run_cli(capsys, "train", "--dataset", "fashion-mnist", "--no-download",
+                               "--out", tmp_path / "run")
     assert status == 1 and out == ""
     assert err.startswith("cconv: error: Fashion-MNIST") and "Traceback" not in err
 

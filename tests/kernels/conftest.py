@@ -12,6 +12,7 @@ import collections
 import os
 
 import pytest
+
 from cconv._atomic import atomic_write_json
 
 OUTCOMES = ("checked", "refused")

@@ -1,10 +1,11 @@
 """relu_with_mask / relu_backward: the book's Relu semantics, any shape and layout, bad input refused."""
 
-import cconv
 import numpy as np
 import pytest
 
+import cconv
 from cconv.kernels.activation import relu_backward, relu_with_mask
+
 from cconv_testutils import LAYOUTS, random_array, with_layout, with_special_values
 
 

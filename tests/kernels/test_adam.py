@@ -1,11 +1,12 @@
 """cconv.kernels.adam: the book's Adam update in one pass, bit-identical to NumPy."""
 
-import cconv
 import numpy as np
 import pytest
 
+import cconv
 from cconv.kernels.adam import adam_update, adam_update_accepts
 from cconv.optim import Adam
+
 from cconv_testutils import random_array, with_layout, with_special_values
 
 EPS = 1e-7

@@ -16,12 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cconv
-import cconv.kernels
-import cconv.kernels.adam
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
+
+import cconv
+import cconv.kernels
+import cconv.kernels.adam
 
 from cconv_testutils import Geometry, random_array, with_layout
 

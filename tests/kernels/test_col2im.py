@@ -1,10 +1,11 @@
 """cconv.col2im against the book's col2im (tests/reference.py), and its adjointness,
 dilated filters included."""
 
-import cconv
 import numpy as np
 import pytest
 from hypothesis import given
+
+import cconv
 
 import reference as ref
 from cconv_testutils import (

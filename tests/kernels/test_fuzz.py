@@ -55,12 +55,13 @@ import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
-import cconv
 import numpy as np
 import pytest
-from cconv.kernels.adam import adam_update
 from hypothesis import HealthCheck, Phase, example, given, reject, seed, settings
 from hypothesis import strategies as st
+
+import cconv
+from cconv.kernels.adam import adam_update
 
 import reference as ref
 from cconv_testutils import (

@@ -1,10 +1,11 @@
 """cconv.im2col against the book's im2col (tests/reference.py), dilated filters included."""
 
-import cconv
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+import cconv
 
 import reference as ref
 from cconv_testutils import (

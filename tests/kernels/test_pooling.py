@@ -5,11 +5,12 @@ Max pooling pads with -inf and never selects padding; NaN propagates (argmax
 pool_h*pool_w or, with ``count_include_pad=False``, by the real elements.
 """
 
-import cconv
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+import cconv
 
 import reference as ref
 from cconv_testutils import (

@@ -14,9 +14,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import cconv
 import numpy as np
 import pytest
+
+import cconv
 from cconv.kernels.adam import adam_update
 
 from cconv_testutils import CONV_KERNEL_NAMES, KERNEL_NAMES, kernel_call, random_array

@@ -10,9 +10,10 @@ dout and need_input_grad), and those of ``dilation`` over the four kernels
 that take one.
 """
 
-import cconv
 import numpy as np
 import pytest
+
+import cconv
 
 from cconv_testutils import (
     CONV_KERNEL_NAMES,

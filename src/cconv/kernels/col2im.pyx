@@ -38,7 +38,7 @@ cdef void col2im_tile(const char* rows, Py_ssize_t s_row, Py_ssize_t s_col,
     :func:`im2col_tile` writes them, and every pixel sums its contributions
     in the same order whatever the tiling of the lines.
     """
-    cdef Py_ssize_t oy, ox, c, ky, kx, iy, lo, hi, n
+    cdef Py_ssize_t oy, _ox, c, ky, kx, iy, lo, hi, n
     cdef Py_ssize_t H = g.height, W = g.width
     cdef Py_ssize_t line_bytes = (ox1 - ox0) * s_row
     cdef bint contiguous = s_row == sizeof(floating) and g.stride_w == 1
@@ -63,7 +63,7 @@ cdef void col2im_tile(const char* rows, Py_ssize_t s_row, Py_ssize_t s_col,
                         for n in range(hi - lo):
                             dst[n] += run[n]
                     else:
-                        for ox in range(lo, hi):
+                        for _ox in range(lo, hi):
                             dst[0] += (<const floating*>src)[0]
                             dst += g.stride_w
                             src += s_row

@@ -376,7 +376,7 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, dilation=1, *, need_input_grad=
     need_input_grad = check_bool(need_input_grad, "need_input_grad")
     x, W, (dout,), stride, pad, dilation, (out_h, out_w) = _conv_arguments(
         x, W, [(dout, "dout", 4)], stride, pad, dilation)
-    N, C, H, width = x.shape
+    N, _, H, width = x.shape
     FN = W.shape[0]
     check_shape(dout, (N, FN, out_h, out_w), "dout", "conv2d's output ",
                 f" for x of shape {x.shape} and W of shape {W.shape}")

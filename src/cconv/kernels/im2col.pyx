@@ -39,7 +39,7 @@ cdef void im2col_tile(const char* x_n, Py_ssize_t s_c, Py_ssize_t s_h, Py_ssize_
     transposed column of a stride-1 window is a plain copy of them.
     """
     cdef Py_ssize_t line_step = (ox1 - ox0) * position_step
-    cdef Py_ssize_t c, ky, kx, oy, ox, iy, lo, hi, i
+    cdef Py_ssize_t c, ky, kx, oy, _ox, iy, lo, hi, i
     cdef Py_ssize_t step = g.stride_w * s_w
     cdef bint copy_runs = position_step == 1 and step == sizeof(floating)
     cdef const char* src
@@ -56,11 +56,11 @@ cdef void im2col_tile(const char* x_n, Py_ssize_t s_c, Py_ssize_t s_h, Py_ssize_
                     iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h
                     d = column + (oy - oy0) * line_step
                     if iy < 0 or iy >= g.height:
-                        for ox in range(ox0, ox1):
+                        for _ox in range(ox0, ox1):
                             d[0] = 0
                             d += position_step
                         continue
-                    for ox in range(ox0, lo):
+                    for _ox in range(ox0, lo):
                         d[0] = 0
                         d += position_step
                     src = (x_n + c * s_c + iy * s_h
@@ -71,11 +71,11 @@ cdef void im2col_tile(const char* x_n, Py_ssize_t s_c, Py_ssize_t s_h, Py_ssize_
                             d[i] = run[i]
                         d += hi - lo
                     else:
-                        for ox in range(lo, hi):
+                        for _ox in range(lo, hi):
                             d[0] = (<const floating*>src)[0]
                             d += position_step
                             src += step
-                    for ox in range(hi, ox1):
+                    for _ox in range(hi, ox1):
                         d[0] = 0
                         d += position_step
                 column += column_step

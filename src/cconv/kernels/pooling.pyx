@@ -264,7 +264,7 @@ cdef void max_pool2d_core(const floating[:, :, :, :] x, Py_ssize_t pool_h, Py_ss
     cdef floating* out_data = &out[0, 0, 0, 0]
     cdef int64_t* arg_data = &argmax[0, 0, 0, 0]
     for task in prange(N * C, schedule="static",
-                      num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
+                       num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
         n = task // C
         c = task - n * C
         _max_plane(&g, base + n * s_n + c * s_c, s_h, s_w,
@@ -298,7 +298,7 @@ cdef Py_ssize_t max_pool2d_backward_core(const floating[:, :, :, :] dout,
     cdef Py_ssize_t a_h = argmax.strides[2], a_w = argmax.strides[3]
     cdef floating* dx_data = &dx[0, 0, 0, 0]
     for task in prange(N * C, schedule="static",
-                      num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
+                       num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
         n = task // C
         c = task - n * C
         outside += _max_backward_plane(&g, d_base + n * d_n + c * d_c, d_h, d_w,
@@ -327,7 +327,7 @@ cdef void avg_pool2d_core(const floating[:, :, :, :] x, Py_ssize_t pool_h, Py_ss
     cdef Py_ssize_t s_n = x.strides[0], s_c = x.strides[1], s_h = x.strides[2], s_w = x.strides[3]
     cdef floating* out_data = &out[0, 0, 0, 0]
     for task in prange(N * C, schedule="static",
-                      num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
+                       num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
         n = task // C
         c = task - n * C
         _avg_plane(&g, base + n * s_n + c * s_c, s_h, s_w, count_include_pad,
@@ -354,7 +354,7 @@ cdef void avg_pool2d_backward_core(const floating[:, :, :, :] dout,
     cdef Py_ssize_t s_h = dout.strides[2], s_w = dout.strides[3]
     cdef floating* dx_data = &dx[0, 0, 0, 0]
     for task in prange(N * C, schedule="static",
-                      num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
+                       num_threads=clamp_threads(num_threads, N * C, N * C * g.H * g.W)):
         n = task // C
         c = task - n * C
         _avg_backward_plane(&g, base + n * s_n + c * s_c, s_h, s_w, count_include_pad,
@@ -417,7 +417,7 @@ cdef Py_ssize_t _count_outside_window(const int64_t[:, :, :, :] argmax, int64_t 
     cdef Py_ssize_t N = argmax.shape[0], C = argmax.shape[1], task, n, c, i, j, outside = 0
     cdef Py_ssize_t plane = argmax.shape[2] * argmax.shape[3]
     for task in prange(N * C, schedule="static",
-                      num_threads=clamp_threads(num_threads, N * C, N * C * plane)):
+                       num_threads=clamp_threads(num_threads, N * C, N * C * plane)):
         n = task // C
         c = task - n * C
         for i in range(argmax.shape[2]):
