@@ -221,6 +221,8 @@ def _read_header(stream):
         raise _Corrupt(f"has dtype {dtype}, which needs pickle; arrays are read with allow_pickle=False")
     if dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in _KINDS:
         raise _Corrupt(f"has dtype {dtype}; only bool, integer, float and unicode arrays are read")
+    if dtype.itemsize == 0:  # '<U0': its size says nothing of the array NumPy would make
+        raise _Corrupt(f"has dtype {dtype}, of zero bytes per element")
     return tuple(shape), fortran_order, dtype, len(magic) + len(length_bytes) + length
 
 
@@ -266,7 +268,10 @@ def _check_compressed_size(info, file_size):
 
 def _read_data(stream, shape, fortran_order, dtype, nbytes):
     """Exactly ``nbytes`` from ``stream`` into a new array, ``CHUNK_BYTES`` at a time, as ``np.load`` shapes it."""
-    array = np.empty(shape[::-1] if fortran_order else shape, dtype=dtype)
+    try:
+        array = np.empty(shape[::-1] if fortran_order else shape, dtype=dtype)
+    except MemoryError:
+        raise _Corrupt(f"holds {nbytes} bytes ({shape} {dtype}), more than this machine can allocate") from None
     if nbytes:
         raw = array.reshape(-1).view(np.uint8)
         filled = 0
@@ -276,6 +281,4 @@ def _read_data(stream, shape, fortran_order, dtype, nbytes):
                 raise _Corrupt(f"is corrupt: its data ends after {filled} of {nbytes} bytes")
             raw[filled : filled + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
             filled += len(chunk)
-    if stream.read(1):
-        raise _Corrupt(f"is corrupt: its stream holds more than the {nbytes} bytes of data declared")
     return array.T if fortran_order else array

@@ -61,8 +61,9 @@ _COUNTERS_AND_STATES = (
 #: Bytes a checkpoint may hold beyond its parameters and their optimizer state
 #: (the JSON meta and generator states, the loss and accuracy lists).
 _EXTRA_BYTES = 64 << 20
-#: Optimizer state of one parameter, in parameter sizes (Adam keeps two).
-_OPTIMIZER_COPIES = 3
+#: Arrays of a parameter's size a checkpoint may hold per parameter: the
+#: parameter and its optimizer state (Adam keeps two), with room to spare.
+_COPIES_PER_PARAM = 5
 
 
 class CheckpointError(RuntimeError):
@@ -258,9 +259,10 @@ class Checkpoint:
                         f"the checkpoint {shape} {dtype}"
                     )
 
-        param_bytes = sum(np.asarray(value).nbytes for value in params.values())
+        # 8 bytes an element: optimizer state may be kept in float64 for float32 parameters.
+        elements = sum(np.asarray(value).size for value in params.values())
         try:
-            arrays = read_npz(path, check_header, max_bytes=(1 + _OPTIMIZER_COPIES) * param_bytes + _EXTRA_BYTES,
+            arrays = read_npz(path, check_header, max_bytes=8 * _COPIES_PER_PARAM * elements + _EXTRA_BYTES,
                               what="checkpoint")
         except _Misfit as exc:
             raise CheckpointError(f"checkpoint {path} does not fit this training run: {exc}") from exc
@@ -274,13 +276,17 @@ class Checkpoint:
     @classmethod
     def _from_arrays(cls, arrays):
         meta = json.loads(str(arrays.pop("meta")))
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        if not isinstance(meta, dict):
+            raise ValueError(f"its meta is not a JSON object but a {type(meta).__name__}")
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise ValueError(
                 f"not a cconv trainer checkpoint of version {VERSION} "
                 f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
             )
         kinds = meta.pop("optimizer_kinds")
         history = meta.pop("history")
+        if not isinstance(kinds, dict) or not isinstance(history, list):
+            raise ValueError("its meta's optimizer_kinds is not an object or its history not a list")
         needed = set(_COUNTERS_AND_STATES) | {f"optimizer/{key}" for key in kinds}
         if needed - set(arrays):
             raise KeyError(f"missing entries {sorted(needed - set(arrays))}")
@@ -347,5 +353,5 @@ class Checkpoint:
 def _unreadable(path, exc):
     return CheckpointError(
         f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
-        "delete it to resume from the one before"
+        "if it is damaged, delete it to resume from the one before"
     )

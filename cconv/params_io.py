@@ -28,6 +28,7 @@ Files are recognised by their content, not their name: ``save_params("params.pkl
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -268,7 +269,10 @@ def read_params(path, expected=None, *, max_bytes=None, expected_text="the netwo
         array. Keys missing from the file are not checked here (see
         :func:`check_param_shapes`). Default: no check.
     max_bytes : int, optional
-        Most data bytes an ``.npz`` may hold; default
+        Most data bytes an ``.npz`` may hold. Default: with an ``expected``
+        mapping, 8 bytes per expected element plus :data:`MAX_META_BYTES`
+        (the largest numeric dtype), so a file cannot make this allocate
+        much more than the arrays it should hold; otherwise
         :data:`cconv._npz.DEFAULT_MAX_BYTES` (4 GiB).
     expected_text : str
         Introduces the expected shape in a shape error ("the network expects").
@@ -292,6 +296,9 @@ def read_params(path, expected=None, *, max_bytes=None, expected_text="the netwo
     """
     path = os.fspath(path)
     check_header = _header_check(path, expected, expected_text)
+    if max_bytes is None and expected is not None and not callable(expected):
+        elements = sum(math.prod(shape) for shape, _ in _expectation(expected).values())
+        max_bytes = 8 * elements + MAX_META_BYTES
     if not is_npz(path):  # anything else must be a (restricted) pickle
         params = read_pickle_params(path)
         for key, value in params.items():

@@ -79,3 +79,19 @@ def test_resume_refuses_a_truncated_stream(tmp_path, what):
     assert isinstance(result, CheckpointError), result
     assert "epoch-0001.npz" in str(result) and repr(what) in str(result)
     assert peak < MAX_PEAK_BYTES
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", '"text"', '{"format": "cconv.trainer.checkpoint", "version": 1, '
+                                  '"optimizer_kinds": [], "history": []}'])
+def test_resume_refuses_a_meta_of_the_wrong_kind(tmp_path, meta):
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((20, 4)), rng.integers(0, 3, 20)
+    trainer = Trainer(AffineNet(), x, t, x, t, epochs=1, mini_batch_size=10, optimizer="Adam",
+                      verbose=False, progress=False, seed=0, checkpoint_dir=tmp_path)
+    trainer.train()
+    with np.load(trainer.checkpoint_path) as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["meta"] = np.array(meta)
+    np.savez(trainer.checkpoint_path, **arrays)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*epoch-0001.npz.*meta"):
+        resume(tmp_path)

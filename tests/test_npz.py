@@ -334,3 +334,11 @@ def test_not_a_zip_refused(tmp_path, content):
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_npz(tmp_path / "absent.npz")
+
+
+def test_zero_sized_dtype_refused_before_anything_is_allocated(tmp_path):
+    # '<U0' has no bytes per element: sizes computed from it say nothing of what NumPy would allocate
+    path = write_zip(tmp_path / "a.npz", {"W1.npy": npy_header((50_000_000,), descr="<U0")})
+    result, peak = peak_of(lambda: read_npz(path, max_bytes=0))
+    assert isinstance(result, ValueError) and "'W1'" in str(result) and "zero bytes" in str(result)
+    assert peak < 1 << 20

@@ -767,3 +767,17 @@ def test_read_params_expected_checks_pickles_too(tmp_path, simple):
         read_params(path, {key: (value.shape, np.float32) for key, value in simple.params.items()})
     with pytest.raises(ValueError, match=r"unexpected parameter\(s\) 'b3'"):
         read_params(path, {key: value.shape for key, value in simple.params.items() if key != "b3"})
+
+
+@pytest.mark.parametrize("load", ["load_network", "load_params_cast"])
+def test_a_wide_dtype_of_the_right_shape_is_refused_by_the_size_budget(tmp_path, load):
+    # W1 has the network's shape but 80,000 bytes per element: its data would take some 80 MB
+    net = SimpleConvNet(seed=0)
+    arrays = {key: np.asarray(value) for key, value in net.params.items()}
+    arrays["W1"] = np.full(arrays["W1"].shape, "x" * 20_000)
+    path = tmp_path / "p.npz"
+    np.savez_compressed(path, __meta__=np.array(json.dumps(_with_config(net))), **arrays)
+    target = SimpleConvNet()
+    call = (lambda: load_network(path)) if load == "load_network" else (
+        lambda: target.load_params(path, cast=True))
+    assert_refused_fast(call, str(path), "'W1'")
