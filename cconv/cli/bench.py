@@ -18,22 +18,21 @@ from cconv.cli._common import EXIT_USAGE
 SCRIPT = "bench_kernels.py"
 
 
-def benchmark_script():
-    """Path of the kernel benchmark, or ``None`` where neither place has it."""
-    folder = os.environ.get("CCONV_BENCHMARKS") or os.path.join(
+def benchmark_folder():
+    """The folder ``cconv bench`` looks in: ``$CCONV_BENCHMARKS``, else ``benchmarks/`` beside the package."""
+    return os.environ.get("CCONV_BENCHMARKS") or os.path.join(
         os.path.dirname(os.path.dirname(os.path.abspath(cconv.__file__))), "benchmarks"
     )
-    path = os.path.join(folder, SCRIPT)
-    return path if os.path.isfile(path) else None
 
 
 def run(argv):
     """``cconv bench ARGS``: the kernel benchmark, which parses ``ARGS`` itself; return its exit status."""
-    path = benchmark_script()
-    if path is None:
+    folder = benchmark_folder()
+    path = os.path.join(folder, SCRIPT)
+    if not os.path.isfile(path):
         print(
-            f"cconv: error: cconv bench runs benchmarks/{SCRIPT} of a source checkout, and none was "
-            "found beside this installation: set CCONV_BENCHMARKS to a checkout's benchmarks folder "
+            f"cconv: error: cconv bench runs benchmarks/{SCRIPT} of a source checkout, and {folder} has "
+            "none: set CCONV_BENCHMARKS to a checkout's benchmarks folder "
             f"or run 'python benchmarks/{SCRIPT}' there",
             file=sys.stderr,
         )

@@ -178,13 +178,17 @@ def _train_metrics(settings, data, trainer, seconds):
 def open_trained(args, console):
     """``(network, test data)`` of ``args.params``, checked against each other.
 
-    The params file is checked before any data is loaded (see
-    :func:`_params_record`); the test set is ``--dataset`` or the one recorded
-    beside the file.
+    A params file that records its network is opened, every array checked,
+    before any data is loaded; one that does not (the book's ``.pkl``, a
+    plain ``.npz``) is checked as far as it can be without the images' shape
+    (see :func:`_params_record`) and loaded after them. The test set is
+    ``--dataset`` or the one recorded beside the file.
     """
     meta = _params_record(args.params, args.net)
+    network = None if meta is None else _open_network(args.params, meta, args.net, None)
     data = _test_data(args, console)
-    network = _open_network(args.params, meta, args.net, data.x_test.shape[1:])
+    if network is None:
+        network = _open_network(args.params, meta, args.net, data.x_test.shape[1:])
     expected = tuple(network.config["input_dim"])
     if tuple(data.x_test.shape[1:]) != expected:
         raise UsageError(
@@ -230,10 +234,11 @@ def _test_data(args, console):
 
 
 def _params_record(path, net_choice):
-    """Check a params file before any data is loaded; return its record (None: the book's format).
+    """Check a params file before any data is loaded; return its record (None: none recorded).
 
-    Raises :class:`UsageError` for a missing or corrupt file, a file of
-    another network than ``--net``, or a file without a record and no ``--net``.
+    Reads the record alone (and a book ``.pkl`` whole, safely). Raises
+    :class:`UsageError` for a missing or unreadable file, a file of another
+    network than ``--net``, or a file without a record and no ``--net``.
     """
     if not os.path.isfile(path):
         raise UsageError(f"PARAMS: no such file: {path!r}")

@@ -4,6 +4,8 @@ that ``evaluate`` and ``visualize`` open (missing, corrupt, the book's .pkl, fil
 
 import json
 import os
+import struct
+import zipfile
 
 import numpy as np
 import pytest
@@ -149,3 +151,22 @@ def test_plain_npz_needs_net(sample_run, tmp_path, capsys):
     status, _, err = run_cli(capsys, "visualize", path, "--net", "simple", "--dataset", "sample",
                          "--out", tmp_path, "--quiet")
     assert status == 0, err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "visualize"])
+def test_corrupt_array_of_a_recorded_network_is_reported_before_the_data(sample_run, tmp_path, capsys, command):
+    # W2's stored bytes damaged (its CRC no longer matches); the data folder is empty: the
+    # params file is refused first, naming it, and no data set is looked for.
+    path = tmp_path / "params.npz"
+    data = bytearray((sample_run["out"] / "params.npz").read_bytes())
+    with zipfile.ZipFile(sample_run["out"] / "params.npz") as archive:
+        info = archive.getinfo("W2.npy")
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    last_byte = info.header_offset + 30 + name_length + extra_length + info.compress_size - 1
+    data[last_byte] ^= 0xFF
+    path.write_bytes(bytes(data))
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    assert_usage_error(*run_cli(capsys, command, path, "--data-dir", empty, "--out", tmp_path / "out"),
+                       "PARAMS", "'W2'", "corrupt")
+    assert not (tmp_path / "out").exists()
