@@ -1,6 +1,6 @@
 """The NumPy reference of the book's algorithms for the benchmarks: the tests' ``tests/reference.py``.
 
-There is one reference, and it lives with the tests: it is not installed with
+The benchmarks and the tests share it; it lives with the tests: it is not installed with
 cconv, and the tests must find it in a copy of ``tests/`` alone (the wheel's
 test run). Importing this module puts the checkout's ``tests/`` folder (beside
 this ``benchmarks/`` folder) first on ``sys.path`` and imports it::

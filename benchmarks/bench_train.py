@@ -441,7 +441,7 @@ class _NumpyTimedBlas:
 #: conv2d / conv2d_backward run the convolutions' GEMMs inside (scipy's BLAS from each
 #: OpenMP thread), so their BLAS time is part of the kernels' time, not of the BLAS column.
 KERNELS = ("conv2d", "conv2d_backward", "im2col", "col2im", "max_pool2d",
-           "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu",
+           "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu_with_mask",
            "relu_backward")
 PROFILE_MIN_ITERS = 5
 

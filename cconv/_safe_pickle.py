@@ -17,13 +17,8 @@ import reprlib
 import warnings
 
 import numpy as np
-
-try:  # NumPy >= 2
-    from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
-except ImportError:  # NumPy 1.x
-    from numpy.core import multiarray as _multiarray
-    from numpy.core import numeric as _numeric
+from numpy._core import multiarray as _multiarray
+from numpy._core import numeric as _numeric
 
 __all__ = ["RestrictedUnpickler", "UnsafePickleError", "is_plain_numeric_dtype", "read_pickle_params"]
 

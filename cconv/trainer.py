@@ -56,8 +56,8 @@ from cconv._validation import check_bool, check_int
 from cconv.checkpoint import Checkpoint, CheckpointError, latest_checkpoint
 from cconv.nets._base import network_rngs
 
-# CheckpointError and latest_checkpoint live in cconv.checkpoint; they are
-# importable from here as they always were.
+# CheckpointError and latest_checkpoint live in cconv.checkpoint and are
+# importable from here too.
 __all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "latest_checkpoint"]
 
 
@@ -216,8 +216,8 @@ class Trainer:
     checkpoint_path : str or None
         The newest checkpoint written or loaded.
     epoch, checkpoint_epoch : int
-        Read-only: epochs completed (``len(history)``); epochs that
-        ``checkpoint_path`` holds (``None`` without one).
+        Read-only: epochs completed (``len(history)``); the epoch counter of
+        the state ``checkpoint_path`` holds (``None`` without one).
 
     Raises
     ------
@@ -293,7 +293,7 @@ class Trainer:
         self._reported_iteration = None  # end_iteration of the last epoch given to on_epoch_end
 
         if keep_checkpoints is not None:
-            check_int(keep_checkpoints, "keep_checkpoints", non_int_error=ValueError)
+            check_int(keep_checkpoints, "keep_checkpoints (or None)", non_int_error=ValueError)
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_dir = None
         self.checkpoint_path = None
@@ -337,7 +337,8 @@ class Trainer:
         if not valid_epochs:
             raise ValueError(f"epochs: expected a number >= 0, got {self.epochs!r}")
         if self.evaluate_sample_num_per_epoch is not None:
-            check_int(self.evaluate_sample_num_per_epoch, "evaluate_sample_num_per_epoch", non_int_error=ValueError)
+            check_int(self.evaluate_sample_num_per_epoch, "evaluate_sample_num_per_epoch (or None)",
+                      non_int_error=ValueError)
 
     @staticmethod
     def _make_optimizer(optimizer, optimizer_param):
@@ -614,7 +615,11 @@ class Trainer:
 
     @property
     def checkpoint_epoch(self):
-        """Completed epochs that :attr:`checkpoint_path` holds (``None`` without a checkpoint)."""
+        """The epoch counter (``current_epoch``) of the state :attr:`checkpoint_path` holds (``None``: no checkpoint).
+
+        The epochs that checkpoint has completed, for the per-epoch checkpoints
+        of :meth:`train`.
+        """
         return self._checkpoint_epoch
 
     # -- results -----------------------------------------------------------

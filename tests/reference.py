@@ -1,7 +1,7 @@
 """Plain-NumPy references of the book's algorithms, for the tests and the benchmarks.
 
-The one NumPy reference of cconv's kernels and of the book's layers that are
-built on them. Nothing here depends on cconv, and it is not installed with
+The NumPy reference of cconv's kernels and of the book's layers that are
+built on them, shared by the tests and the benchmarks. Nothing here depends on cconv, and it is not installed with
 it: it lives with the tests, which import it from this folder (``conftest.py``
 puts the folder on ``sys.path``, also where a copy of ``tests/`` runs against
 an installed wheel); the benchmarks import it from the checkout's ``tests/``

@@ -126,6 +126,7 @@ def test_sdist_has_everything_the_build_needs(sdist_files):
         "pyproject.toml",
         "MANIFEST.in",
         "README.md",
+        "CONTRIBUTING.md",
         "LICENSE",
         "cconv/__init__.py",
         "cconv/py.typed",

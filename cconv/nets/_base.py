@@ -455,9 +455,12 @@ def network_rngs(network):
     means the global ``np.random``). Works for any object with the book's
     ``layers`` (a dict or a list), not only cconv networks.
     """
-    layers = getattr(network, "layers", None) or ()
+    try:
+        layers = [layer for _, layer in named_layers(getattr(network, "layers", None) or ())]
+    except TypeError:  # layers of its own making: only the network's rng is known
+        layers = []
     found = {}
-    for owner in (network, *(layer for _, layer in named_layers(layers))):
+    for owner in (network, *layers):
         rng = getattr(owner, "rng", None)
         if isinstance(rng, (np.random.Generator, np.random.RandomState)):
             found.setdefault(id(rng), rng)
