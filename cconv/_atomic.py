@@ -40,6 +40,7 @@ __all__ = [
     "check_writable_dir",
     "fsync_dir",
     "remove_stale_temp_files",
+    "write_npz",
 ]
 
 # Directory fsync is impossible on Windows and unsupported by a few file
@@ -217,20 +218,29 @@ def atomic_save_npz(path, arrays, *, compressed=False):
     ValueError
         For an object array (it would need pickle), or a non-string name.
     """
-    compression = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
     with atomic_write(path, "wb") as f:
-        with zipfile.ZipFile(f, mode="w", compression=compression, allowZip64=True) as zf:
-            for key, value in arrays.items():
-                if not isinstance(key, str):
-                    raise ValueError(f"array names must be strings, got {key!r}")
-                array = np.asanyarray(value)
-                if array.dtype.hasobject:
-                    raise ValueError(
-                        f"array {key!r} has dtype {array.dtype}, which needs pickle; "
-                        "store numbers or strings only"
-                    )
-                with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
+        write_npz(f, arrays, compressed=compressed)
+
+
+def write_npz(file, arrays, *, compressed=False):
+    """Write a mapping of name -> array as an ``.npz`` archive into the open binary ``file``, without pickle.
+
+    What :func:`atomic_save_npz` writes, into any writable binary file
+    (``io.BytesIO`` included). Raises ``ValueError`` as it does.
+    """
+    compression = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with zipfile.ZipFile(file, mode="w", compression=compression, allowZip64=True) as zf:
+        for key, value in arrays.items():
+            if not isinstance(key, str):
+                raise ValueError(f"array names must be strings, got {key!r}")
+            array = np.asanyarray(value)
+            if array.dtype.hasobject:
+                raise ValueError(
+                    f"array {key!r} has dtype {array.dtype}, which needs pickle; "
+                    "store numbers or strings only"
+                )
+            with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
 
 
 def check_writable_dir(path, what="directory"):

@@ -31,6 +31,7 @@ Examples
 ((2, 3), 'hi')
 """
 
+import contextlib
 import math
 import os
 import struct
@@ -68,7 +69,7 @@ class _Corrupt(Exception):
     """A damaged or inadmissible member; :func:`read_npz` names the file and member."""
 
 
-def read_npz(path, check_header=None, *, max_bytes=None, what="file", keys=None):
+def read_npz(path, check_header=None, *, max_bytes=None, what="file", keys=None, fileobj=None):
     """Read the arrays of the ``.npz`` archive ``path``, each header checked before its data.
 
     Parameters
@@ -88,6 +89,9 @@ def read_npz(path, check_header=None, *, max_bytes=None, what="file", keys=None)
     keys : collection of str, optional
         Read only these members (all others are skipped undecompressed);
         default all.
+    fileobj : binary file, optional
+        An open, seekable file holding the archive (``io.BytesIO`` of bytes
+        received from elsewhere); ``path`` then only names it in messages.
 
     Returns
     -------
@@ -109,8 +113,9 @@ def read_npz(path, check_header=None, *, max_bytes=None, what="file", keys=None)
     """
     path = os.fspath(path)
     budget = DEFAULT_MAX_BYTES if max_bytes is None else _check_max_bytes(max_bytes)
-    with open(path, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
+    with open(path, "rb") if fileobj is None else contextlib.nullcontext(fileobj) as f:
+        file_size = f.seek(0, os.SEEK_END)
+        f.seek(0)
         try:
             archive = zipfile.ZipFile(f)
         except (*_CORRUPT, NotImplementedError) as exc:

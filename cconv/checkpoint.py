@@ -24,13 +24,14 @@ parameters and their optimizer state can need.
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import re
 
 import numpy as np
 
-from cconv._atomic import atomic_save_npz, fsync_dir
+from cconv._atomic import atomic_save_npz, fsync_dir, write_npz
 from cconv._npz import read_npz
 
 __all__ = [
@@ -217,6 +218,16 @@ class Checkpoint:
 
     def write(self, path):
         """Write the checkpoint to ``path`` atomically (temporary file, fsync, rename)."""
+        atomic_save_npz(path, self._arrays())
+
+    def to_bytes(self):
+        """The checkpoint file's contents, as :meth:`write` would write them (for sending elsewhere)."""
+        buffer = io.BytesIO()
+        write_npz(buffer, self._arrays())
+        return buffer.getvalue()
+
+    def _arrays(self):
+        """The archive's members, ``{name: array}``."""
         optimizer_arrays, kinds = _optimizer_arrays(self.optimizer_state)
         meta = {"format": FORMAT, "version": VERSION, **self.run, "history": self.history,
                 "optimizer_kinds": kinds}
@@ -231,11 +242,15 @@ class Checkpoint:
         for name in ("train_loss_list", "train_acc_list", "test_acc_list"):
             values = getattr(self, name)
             arrays[name] = np.asarray(values) if values else np.zeros(0)
-        atomic_save_npz(path, arrays)
+        return arrays
 
     @classmethod
-    def read(cls, path, params):
+    def read(cls, path, params, data=None):
         """Read the checkpoint at ``path`` for a network whose parameters are ``params``.
+
+        ``data``: the file's contents (from :meth:`to_bytes`, or received
+        from another process), read instead of the file; ``path`` then only
+        names them in messages.
 
         Every member's header is checked before its data is read: a
         parameter of another shape or dtype than in ``params`` raises
@@ -259,11 +274,9 @@ class Checkpoint:
                         f"the checkpoint {shape} {dtype}"
                     )
 
-        # 8 bytes an element: optimizer state may be kept in float64 for float32 parameters.
-        elements = sum(np.asarray(value).size for value in params.values())
         try:
-            arrays = read_npz(path, check_header, max_bytes=8 * _COPIES_PER_PARAM * elements + _EXTRA_BYTES,
-                              what="checkpoint")
+            arrays = read_npz(path, check_header, max_bytes=_max_bytes(params),
+                              what="checkpoint", fileobj=None if data is None else io.BytesIO(data))
         except _Misfit as exc:
             raise CheckpointError(f"checkpoint {path} does not fit this training run: {exc}") from exc
         except (OSError, ValueError) as exc:
@@ -271,6 +284,22 @@ class Checkpoint:
         try:
             return cls._from_arrays(arrays)
         except (ValueError, KeyError, TypeError) as exc:
+            raise _unreadable(path, exc) from exc
+
+    @staticmethod
+    def file_bytes(path, params):
+        """The contents of the checkpoint file ``path`` (to send to other processes), unparsed.
+
+        A file larger than what a checkpoint for ``params`` can hold is
+        refused before it is read. Raises :class:`CheckpointError`.
+        """
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > _max_bytes(params) + _EXTRA_BYTES:  # data plus the archive's own headers
+                    raise ValueError(f"{size} bytes, more than a checkpoint of this network can hold")
+                return f.read()
+        except (OSError, ValueError) as exc:
             raise _unreadable(path, exc) from exc
 
     @classmethod
@@ -348,6 +377,13 @@ class Checkpoint:
         set_rng_state(np.random, self.global_rng_state)
         for rng, state in zip(network_rngs, self.network_rng_states):
             set_rng_state(rng, state)
+
+
+def _max_bytes(params):
+    """Most data bytes a checkpoint of ``params`` may hold."""
+    # 8 bytes an element: optimizer state may be kept in float64 for float32 parameters.
+    elements = sum(np.asarray(value).size for value in params.values())
+    return 8 * _COPIES_PER_PARAM * elements + _EXTRA_BYTES
 
 
 def _unreadable(path, exc):

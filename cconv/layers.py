@@ -717,6 +717,14 @@ class Dropout:
     ----------
     mask : ndarray of bool
         The last training mask, True where the unit is kept.
+    batch_rows : tuple of int or None
+        ``None`` (the default): the input is a whole batch. ``(start,
+        batch_size)``: the input is rows ``start, start + 1, ...`` of a batch
+        of ``batch_size`` rows whose other rows other processes hold
+        (data-parallel training, :mod:`cconv.distributed`). Training then
+        draws the mask of the whole batch, so that the generator advances as
+        for the whole batch, and applies its rows of it: each process drops
+        exactly the units one process would drop in its rows.
 
     Examples
     --------
@@ -734,6 +742,7 @@ class Dropout:
         self.dropout_ratio = dropout_ratio
         self.rng = rng
         self.mask = None
+        self.batch_rows = None
 
     def forward(self, x, train_flg=True):
         """Apply a fresh random mask (training) or the expected scale (test).
@@ -749,13 +758,24 @@ class Dropout:
         """
         ratio = float(self.dropout_ratio)
         if train_flg:
-            if self.rng is None:
-                noise = np.random.rand(*x.shape)
-            else:
-                noise = self.rng.random(x.shape)
-            self.mask = noise > ratio
+            self.mask = self._noise(x.shape) > ratio
             return x * self.mask
         return x * (1.0 - ratio)
+
+    def _noise(self, shape):
+        """Uniform [0, 1) noise for an input of ``shape``: its rows of the whole batch's (``batch_rows``)."""
+        rows = None
+        if self.batch_rows is not None:
+            start, batch_size = self.batch_rows
+            if not shape or start + shape[0] > batch_size:
+                raise ValueError(
+                    f"Dropout.batch_rows: rows {start}.. of a batch of {batch_size} cannot hold an "
+                    f"input of shape {tuple(shape)}"
+                )
+            rows = slice(start, start + shape[0])
+            shape = (batch_size, *shape[1:])
+        noise = np.random.rand(*shape) if self.rng is None else self.rng.random(shape)
+        return noise if rows is None else noise[rows]
 
     def backward(self, dout):
         """``dout`` times the last training mask.

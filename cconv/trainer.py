@@ -36,6 +36,16 @@ hold one value per epoch. Epoch boundaries are computed exactly
 (``ceil(k * train_size / mini_batch_size)``), where the book's float modulo
 skips epochs when ``train_size`` is not a multiple of ``mini_batch_size``.
 Checkpoints are written when an epoch's last step is done.
+
+Several processes
+-----------------
+With ``comm`` (an mpi4py communicator, the processes started by ``mpiexec``)
+the ranks train one network along the single-process trajectory: each draws
+the same batch, computes the gradient of its share of the rows, and one
+``Allreduce`` per step sums the gradients weighted by the shares (see
+:mod:`cconv.distributed`). Rank 0's state (parameters, generators, or the
+checkpoint it resumes from) is given to every rank at the start; rank 0
+alone prints and writes checkpoints. Every method is then collective.
 """
 
 import contextlib
@@ -54,6 +64,7 @@ from cconv._atomic import check_writable_dir, remove_stale_temp_files
 from cconv._progress import ProgressBar
 from cconv._validation import check_bool, check_int
 from cconv.checkpoint import Checkpoint, CheckpointError, latest_checkpoint
+from cconv.distributed import Collective, check_distributable, dropout_rows
 from cconv.nets._base import network_rngs
 
 # CheckpointError and latest_checkpoint live in cconv.checkpoint and are
@@ -191,7 +202,25 @@ class Trainer:
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(entry)`` with the ``history`` entry of each
         completed epoch, once its checkpoint (if any) is on disk. Exceptions
-        it raises stop training, as one in a step would.
+        it raises stop training, as one in a step would. With ``comm``, it is
+        called on every rank.
+    comm : mpi4py.MPI.Comm, optional
+        Train in data parallel with the processes of ``comm`` (e.g.
+        ``MPI.COMM_WORLD`` under ``mpiexec``); every rank constructs the
+        trainer with the same arguments and data. The batch stays
+        ``mini_batch_size`` images in all; each rank computes the gradient of
+        its share of its rows (at least one: ``mini_batch_size`` must be at
+        least the number of ranks) and one ``Allreduce`` of one buffer per step
+        combines them, so the parameters follow the trajectory of one process
+        to rounding, dropout masks included (with the loss recomputed after
+        the update, as ``loss_from_gradient_pass=False``, a second, one-number
+        ``Allreduce`` gives that loss). The accuracies are computed in shares
+        and their counts summed. Rank 0's parameters, generator states and
+        optimizer state (or the checkpoint it resumes from, read by rank 0
+        alone) are sent to every rank here; rank 0 alone prints, shows
+        progress and writes checkpoints, and when that fails every rank
+        raises the same exception. A network with BatchNormalization is
+        refused (``ValueError``). ``None`` (the default): one process.
 
     Attributes
     ----------
@@ -253,8 +282,10 @@ class Trainer:
         loss_from_gradient_pass=False,
         epoch_end_accuracy=False,
         on_epoch_end=None,
+        comm=None,
     ):
         self.network = network
+        self._collective = None if comm is None else Collective(comm)
         self.loss_from_gradient_pass = check_bool(loss_from_gradient_pass, "loss_from_gradient_pass")
         self.epoch_end_accuracy = check_bool(epoch_end_accuracy, "epoch_end_accuracy")
         if on_epoch_end is not None and not callable(on_epoch_end):
@@ -269,6 +300,8 @@ class Trainer:
         self.batch_size = mini_batch_size
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self._check_arguments()
+        if self._collective is not None:
+            self._check_distributed()
 
         self.optimizer = self._make_optimizer(optimizer, optimizer_param)
         # None: draw the batches from the global np.random, as the book.
@@ -284,8 +317,10 @@ class Trainer:
         self.history = []
         self.final_test_acc = None
 
+        if self._collective is not None and not self._collective.is_root:
+            self.verbose, progress = False, False  # rank 0 alone prints
         if progress is True:
-            progress = sys.stderr if verbose else None
+            progress = sys.stderr if self.verbose else None
         self._progress_stream = None if progress is False else progress
         self._bar = None
         self._eval_seconds = 0.0
@@ -299,11 +334,20 @@ class Trainer:
         self.checkpoint_path = None
         self._checkpoint_iteration = None
         self._checkpoint_epoch = None
+        resume_from = None
         if checkpoint_dir is None:
             if resume:
                 raise ValueError("resume=True needs a checkpoint_dir to resume from")
         else:
-            self._prepare_checkpoint_dir(checkpoint_dir, resume)
+            resume_from = self._prepare_checkpoint_dir(checkpoint_dir, resume)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+            self._say(
+                f"resumed from {resume_from}: epoch {self.current_epoch}, "
+                f"iteration {self.current_iter} of {self.max_iter}"
+            )
+        elif self._collective is not None:
+            self._adopt_root_state()
 
     # -- set-up ------------------------------------------------------------
 
@@ -358,7 +402,22 @@ class Trainer:
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} (any case), got {optimizer!r}") from None
         return cls(**({"lr": 0.01} if optimizer_param is None else optimizer_param))
 
+    def _check_distributed(self):
+        """With ``comm``: the network splits by rows, and every rank has a row of each batch."""
+        check_distributable(self.network)
+        size = self._collective.size
+        if self.batch_size < size:
+            raise ValueError(
+                f"mini_batch_size: expected at least the number of processes ({size}), "
+                f"got {self.batch_size}: each process computes at least one row of a batch"
+            )
+
     def _prepare_checkpoint_dir(self, checkpoint_dir, resume):
+        """Check ``checkpoint_dir`` (create it if needed); return the checkpoint to resume from, or ``None``.
+
+        With ``comm``, rank 0 alone looks at the folder; an error there is
+        raised on every rank.
+        """
         if not callable(getattr(self.optimizer, "state_dict", None)) or not callable(
             getattr(self.optimizer, "load_state_dict", None)
         ):
@@ -366,25 +425,30 @@ class Trainer:
                 f"checkpoint_dir: the optimizer {type(self.optimizer).__name__} has no "
                 "state_dict()/load_state_dict(), so its state cannot be checkpointed"
             )
-        self.checkpoint_dir = check_writable_dir(checkpoint_dir, "checkpoint_dir")
-        # A process killed while writing a checkpoint left its temporary file.
-        remove_stale_temp_files(self.checkpoint_dir, _checkpoint.is_checkpoint_name)
-        path = latest_checkpoint(self.checkpoint_dir)
-        if path is None:
-            if resume:
-                self._say(f"no checkpoint in {self.checkpoint_dir}: training starts from the beginning")
-        elif resume:
-            self.load_checkpoint(path)
-            self._say(
-                f"resumed from {path}: epoch {self.current_epoch}, "
-                f"iteration {self.current_iter} of {self.max_iter}"
-            )
+        if self._collective is None:
+            directory, path = self._look_into_checkpoint_dir(checkpoint_dir)
         else:
+            directory, path = self._collective.on_root(
+                lambda: self._look_into_checkpoint_dir(checkpoint_dir)
+            )
+        self.checkpoint_dir = directory
+        if path is not None and not resume:
             raise CheckpointError(
                 f"checkpoint_dir {self.checkpoint_dir!r} already holds checkpoints of a run "
                 f"(newest: {os.path.basename(path)}): pass resume=True to continue it, "
                 "or use an empty folder for a new run"
             )
+        if path is None and resume:
+            self._say(f"no checkpoint in {self.checkpoint_dir}: training starts from the beginning")
+        return path
+
+    @staticmethod
+    def _look_into_checkpoint_dir(checkpoint_dir):
+        """``(directory, newest checkpoint or None)``, the folder created and checked writable."""
+        directory = check_writable_dir(checkpoint_dir, "checkpoint_dir")
+        # A process killed while writing a checkpoint left its temporary file.
+        remove_stale_temp_files(directory, _checkpoint.is_checkpoint_name)
+        return directory, latest_checkpoint(directory)
 
     # -- epochs ------------------------------------------------------------
 
@@ -418,9 +482,21 @@ class Trainer:
             batch_mask = np.random.choice(self.train_size, self.batch_size)
         else:
             batch_mask = self._rng.choice(self.train_size, self.batch_size)
+        if self._collective is None:
+            loss = self._step(batch_mask, iteration)
+        else:
+            loss = self._distributed_step(batch_mask, iteration)
+
+        if iteration == self._epoch_start(self._epoch_of(iteration)):
+            self.current_epoch += 1
+            self._evaluate()
+        self.current_iter += 1
+        return loss
+
+    def _step(self, batch_mask, iteration):
+        """Gradient, update and loss of the batch ``batch_mask`` in this process; returns the loss."""
         x_batch = self.x_train[batch_mask]
         t_batch = self.t_train[batch_mask]
-
         grads = self.network.gradient(x_batch, t_batch)
         if self.loss_from_gradient_pass:
             loss = self._gradient_pass_loss()
@@ -430,11 +506,32 @@ class Trainer:
             self.optimizer.update(self.network.params, grads)
             loss = self.network.loss(x_batch, t_batch)
             self._record_loss(loss, iteration)
+        return loss
 
-        if iteration == self._epoch_start(self._epoch_of(iteration)):
-            self.current_epoch += 1
-            self._evaluate()
-        self.current_iter += 1
+    def _distributed_step(self, batch_mask, iteration):
+        """:meth:`_step` with ``comm``: this rank's rows, then the weighted sums of all ranks.
+
+        The gradient of the batch is the sum over the ranks of each rank's
+        gradient (a mean over its rows) times its share of the rows; so is the
+        loss. With ``loss_from_gradient_pass`` the loss travels in the
+        gradients' buffer.
+        """
+        collective = self._collective
+        start, stop = collective.share(self.batch_size)
+        rows = batch_mask[start:stop]
+        x_batch, t_batch = self.x_train[rows], self.t_train[rows]
+        weight = (stop - start) / self.batch_size
+        with dropout_rows(self.network, start, self.batch_size):
+            grads = self.network.gradient(x_batch, t_batch)
+            if self.loss_from_gradient_pass:
+                grads, (loss,) = collective.weighted_sum(grads, weight, [self._gradient_pass_loss()])
+                self._record_loss(loss, iteration)
+                self.optimizer.update(self.network.params, grads)
+            else:
+                grads, _ = collective.weighted_sum(grads, weight)
+                self.optimizer.update(self.network.params, grads)
+                _, (loss,) = collective.weighted_sum({}, weight, [self.network.loss(x_batch, t_batch)])
+                self._record_loss(loss, iteration)
         return loss
 
     def _gradient_pass_loss(self):
@@ -471,10 +568,22 @@ class Trainer:
     def _accuracies(self):
         """Train and test accuracy on the first ``evaluate_sample_num_per_epoch`` samples (all: None)."""
         n = self.evaluate_sample_num_per_epoch
-        return (
-            self.network.accuracy(self.x_train[:n], self.t_train[:n]),
-            self.network.accuracy(self.x_test[:n], self.t_test[:n]),
-        )
+        return self._accuracy((self.x_train[:n], self.t_train[:n]), (self.x_test[:n], self.t_test[:n]))
+
+    def _accuracy(self, *sets):
+        """``network.accuracy`` of each ``(x, t)`` of ``sets``; with ``comm``, each rank counts a share."""
+        if self._collective is None:
+            accuracies = tuple(self.network.accuracy(x, t) for x, t in sets)
+            return accuracies[0] if len(sets) == 1 else accuracies
+        counts = []
+        for x, t in sets:
+            start, stop = self._collective.share(len(x))
+            # network.accuracy is correct / samples: round() gives the count back exactly.
+            counts.append(round(self.network.accuracy(x[start:stop], t[start:stop]) * (stop - start))
+                          if stop > start else 0)
+        counts = self._collective.sum_counts(counts)
+        accuracies = tuple(count / len(x) for count, (x, _) in zip(counts, sets))
+        return accuracies[0] if len(sets) == 1 else accuracies
 
     def _measure_epoch_end(self):
         """With ``epoch_end_accuracy``: the accuracies after the epoch's last step (evaluation time)."""
@@ -486,7 +595,10 @@ class Trainer:
     def _diverged(self, loss, iteration):
         epoch = self._epoch_of(iteration) + 1
         in_epoch = iteration - self._epoch_start(epoch - 1) + 1
-        checkpoint = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
+        if self._collective is not None:  # rank 0 wrote them, and told every rank
+            checkpoint = self.checkpoint_path
+        else:
+            checkpoint = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
         if checkpoint:
             where = f"the last good checkpoint is {checkpoint} (resume=True continues from it)"
         else:
@@ -511,7 +623,7 @@ class Trainer:
         """
         while self.current_iter < self.max_iter:
             self._run_epoch()
-        self.final_test_acc = self.network.accuracy(self.x_test, self.t_test)
+        self.final_test_acc = self._accuracy((self.x_test, self.t_test))
         if self.verbose:
             print("=============== Final Test Accuracy ===============")
             print("test acc:" + str(self.final_test_acc))
@@ -540,7 +652,8 @@ class Trainer:
                 self._finish_epoch(steps, first_loss, start)
         except KeyboardInterrupt:
             completed = self.current_iter == end
-            if completed:
+            # With comm the other ranks may be gone: nothing collective now.
+            if completed and self._collective is None:
                 # Ctrl-C came after the last step but before the deferred block:
                 # the state is still the end of the epoch, so record it now.
                 with _sigint_deferred():
@@ -674,7 +787,8 @@ class Trainer:
         """Write the training state atomically to ``path`` (default: the epoch's file in ``checkpoint_dir``).
 
         Older checkpoints beyond ``keep_checkpoints`` are then removed. Returns
-        the path.
+        the path. With ``comm``, rank 0 writes it (every rank calls this),
+        and if that fails every rank raises.
         """
         default = path is None
         if default:
@@ -682,10 +796,17 @@ class Trainer:
                 raise ValueError("save_checkpoint: no path given and no checkpoint_dir set")
             path = _checkpoint.checkpoint_path(self.checkpoint_dir, self.current_epoch)
         path = os.path.abspath(os.fspath(path))
-        self._checkpoint().write(path)
+
+        def write():
+            self._checkpoint().write(path)
+            if default:
+                _checkpoint.prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints)
+
+        if self._collective is None:
+            write()
+        else:
+            self._collective.on_root(write)
         self._mark_checkpoint(path)
-        if default:
-            _checkpoint.prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints)
         return path
 
     def load_checkpoint(self, path):
@@ -698,22 +819,44 @@ class Trainer:
         optimizer class. Parameters are copied into ``network.params`` in
         place (the layers keep sharing them).
 
+        With ``comm``, rank 0 reads the file and sends it to every rank, which
+        checks and loads it.
+
         Raises
         ------
         CheckpointError
             If the file cannot be read or does not fit.
         """
         path = os.path.abspath(os.fspath(path))
+        data = None
+        if self._collective is not None:
+            contents = []
+            self._collective.on_root(lambda: contents.append(Checkpoint.file_bytes(path, self.network.params)))
+            data = self._collective.broadcast_bytes(contents[0] if contents else b"")
+        self._restore(Checkpoint.read(path, self.network.params, data), path)
+        self._mark_checkpoint(path)
+
+    def _adopt_root_state(self):
+        """With ``comm``: every rank takes rank 0's parameters, optimizer state, generators and counters."""
+        collective = self._collective
+        data = collective.broadcast_bytes(self._checkpoint().to_bytes() if collective.is_root else b"")
+        if not collective.is_root:
+            self._restore(Checkpoint.read("the state of rank 0", self.network.params, data), "the state of rank 0")
+
+    def _restore(self, saved, source):
+        """Put the state of the :class:`Checkpoint` ``saved`` (read from ``source``) into this run.
+
+        Everything is checked before anything changes (``CheckpointError``).
+        """
         params = self.network.params
-        saved = Checkpoint.read(path, params)
         rngs = network_rngs(self.network)
         problems = saved.misfits(self._run_settings(), params, rngs)
         if problems:
-            raise CheckpointError(f"checkpoint {path} does not fit this training run: " + "; ".join(problems))
+            raise CheckpointError(f"checkpoint {source} does not fit this training run: " + "; ".join(problems))
         try:
             self.optimizer.load_state_dict(saved.optimizer_state)  # checks, and changes nothing on error
         except (ValueError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint {path}: the optimizer state does not fit: {exc}") from exc
+            raise CheckpointError(f"checkpoint {source}: the optimizer state does not fit: {exc}") from exc
         for key, value in saved.params.items():
             params[key][...] = value
         self._rng = saved.batch_rng()
@@ -724,7 +867,6 @@ class Trainer:
         self.train_acc_list = saved.train_acc_list
         self.test_acc_list = saved.test_acc_list
         self.history = saved.history
-        self._mark_checkpoint(path)
 
     def _mark_checkpoint(self, path):
         """Record that ``path`` holds the current state."""
