@@ -46,7 +46,7 @@ import os
 import sys
 
 from cconv import datasets
-from cconv.cli import bench, evaluate, train, visualize
+from cconv.cli import _mpi, bench, evaluate, train, visualize
 from cconv.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_UNAVAILABLE,
@@ -84,28 +84,55 @@ def main(argv=None):
     if argv[:1] == ["bench"]:
         return bench.run(argv[1:])
     try:
-        try:
-            args = build_parser().parse_args(argv)
-        except SystemExit as exc:  # --help, --version: argparse printed them
-            return exc.code if isinstance(exc.code, int) else 0
-        return args.func(args, Console(args.quiet, args.json))
-    except UsageError as exc:
-        print(f"cconv: error: {exc}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version: argparse printed them
+        return exc.code if isinstance(exc.code, int) else 0
+    except UsageError as exc:  # the same on every rank: nothing of MPI has started
+        return _report(exc)
+    console = Console(args.quiet, args.json)
+    world = None
+    try:
+        if getattr(args, "distributed", False):
+            world = _mpi.start(console)
+            if not world.is_root:  # rank 0 alone prints
+                console = Console(True, False)
+        args.world = world
+        status = args.func(args, console)
+    except BaseException as exc:  # noqa: BLE001 -- each is reported below, or raised again
+        if world is None:
+            return _report(exc)
+        return world.finish(None, exc, _report)
+    return status
+
+
+def _report(error, prefix="", quiet=False):
+    """Print the one line of an expected ``error`` (not when ``quiet``); return the exit status.
+
+    Anything else is raised again. ``prefix`` comes before the message
+    (``"rank 1 of 3: "``).
+    """
+    def say(line):
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    if isinstance(error, UsageError):
+        say(f"cconv: error: {prefix}{error}")
         return EXIT_USAGE
-    except datasets.DatasetUnavailableError as exc:
-        print(f"cconv: error: {exc}", file=sys.stderr)
+    if isinstance(error, datasets.DatasetUnavailableError):
+        say(f"cconv: error: {prefix}{error}")
         return EXIT_UNAVAILABLE
-    except Interrupted as exc:
-        print(f"cconv: interrupted {exc}", file=sys.stderr)
+    if isinstance(error, Interrupted):
+        say(f"cconv: {prefix}interrupted {error}")
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("cconv: interrupted", file=sys.stderr)
+    if isinstance(error, KeyboardInterrupt):
+        say(f"cconv: {prefix}interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # stdout closed early (cconv ... | head): stop quietly
+    if isinstance(error, BrokenPipeError):  # stdout closed early (cconv ... | head): stop quietly
         # As the Python docs advise: no second error when the interpreter flushes stdout.
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_UNAVAILABLE
-    except OSError as exc:  # a file that cannot be read or written (disk full, permissions)
-        print(f"cconv: error: {exc}", file=sys.stderr)
+    if isinstance(error, OSError):  # a file that cannot be read or written (disk full, permissions)
+        say(f"cconv: error: {prefix}{error}")
         return EXIT_UNAVAILABLE
+    raise error

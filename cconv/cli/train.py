@@ -59,16 +59,31 @@ def add_parser(subparsers):
                        help="output folder (default ./cconv-train)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the last checkpoint in --out")
+    train.add_argument("--distributed", action="store_true",
+                       help="train with the processes of 'mpiexec -n K cconv train --distributed ...' "
+                       "(needs cconv[mpi]); the parameters follow the one-process run; rank 0 writes --out")
     add_output_options(train)
     train.set_defaults(func=run)
 
 
 def run(args, console):
-    """Run ``cconv train``; return the exit status."""
-    out = output_dir(args.out)
+    """Run ``cconv train``; return the exit status.
+
+    With ``--distributed`` (``args.world``, see :mod:`cconv.cli._mpi`) every
+    rank loads the data and trains; rank 0 alone prepares and writes the run
+    folder.
+    """
+    world = args.world
     settings = _settings(args)
-    run_folder.prepare(out, settings, args.resume)
-    data = load_data(args, console, args.dataset, args.data_dir)
+    if world is None or world.is_root:
+        out = output_dir(args.out)
+        run_folder.prepare(out, settings, args.resume)
+    else:
+        out = os.path.abspath(args.out)
+    if world is None:
+        data = load_data(args, console, args.dataset, args.data_dir)
+    else:  # one rank per machine downloads, if needed
+        data = world.machine_first(lambda: load_data(args, console, args.dataset, args.data_dir))
     if args.seed is not None:
         np.random.seed(args.seed)  # the batches and the book's global-RNG randomness
     return _TrainingRun(args, console, out, settings, data).run()
@@ -95,6 +110,8 @@ class _TrainingRun:
 
     def __init__(self, args, console, out, settings, data):
         self.args, self.console, self.out, self.settings, self.data = args, console, out, settings, data
+        self.world = args.world
+        self.writes = self.world is None or self.world.is_root  # rank 0 alone writes the run folder
         dtype = np.dtype(args.dtype)
         self.x_train = data.x_train.astype(dtype, copy=False)
         self.x_test = data.x_test.astype(dtype, copy=False)
@@ -128,9 +145,14 @@ class _TrainingRun:
                 # The accuracies after each epoch's last step (see cconv.cli's docstring).
                 epoch_end_accuracy=True,
                 on_epoch_end=self.epoch_done,
+                comm=None if self.world is None else self.world.comm,
             )
         except CheckpointError as exc:
             raise UsageError(f"--resume: {exc}") from exc
+        except ValueError as exc:  # a network or batch that cannot be split across the processes
+            if self.world is None:
+                raise
+            raise UsageError(f"--distributed: {exc}") from exc
         if trainer.current_iter > trainer.max_iter:
             raise UsageError(
                 f"--epochs {args.epochs}: the checkpoint in {self.out!r} is at epoch "
@@ -148,6 +170,8 @@ class _TrainingRun:
 
         So an interrupted run keeps the metrics of its completed epochs.
         """
+        if not self.writes:
+            return
         self.write_metrics()
         if entry.get("end_train_acc") is None:  # Ctrl-C came before the epoch's end was measured
             return
@@ -160,6 +184,9 @@ class _TrainingRun:
         )
 
     def run(self):
+        if not self.writes:
+            self._train()
+            return 0
         figures = {}
         before_path = os.path.join(self.out, run_folder.BEFORE_PICTURE)
         if not (self.args.resume and os.path.exists(before_path)):
@@ -208,7 +235,8 @@ class _TrainingRun:
                     run_folder.saved_on_write_error(trainer):
                 trainer.train()
         except TrainingDiverged as exc:
-            self.write_metrics()
+            if self.writes:
+                self.write_metrics()
             saved = (
                 f"the checkpoint of the last good epoch is {exc.checkpoint}"
                 if exc.checkpoint else "no epoch was completed"
