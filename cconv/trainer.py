@@ -247,6 +247,8 @@ class Trainer:
     epoch, checkpoint_epoch : int
         Read-only: epochs completed (``len(history)``); the epoch counter of
         the state ``checkpoint_path`` holds (``None`` without one).
+    processes : int
+        Read-only: the processes training together (1 without ``comm``).
 
     Raises
     ------
@@ -735,6 +737,11 @@ class Trainer:
         """
         return self._checkpoint_epoch
 
+    @property
+    def processes(self):
+        """The number of processes training together (the size of ``comm``; 1 without)."""
+        return 1 if self._collective is None else self._collective.size
+
     # -- results -----------------------------------------------------------
 
     def metrics(self):
@@ -753,6 +760,7 @@ class Trainer:
             "max_iter": self.max_iter,
             "mini_batch_size": int(self.batch_size),
             "optimizer": type(self.optimizer).__name__,
+            "processes": self.processes,
         }
 
     # -- checkpoints -------------------------------------------------------

@@ -4,7 +4,7 @@
 
     cconv train [--net simple|lenet|deep|alexnet] [--dataset mnist|fashion-mnist|sample]
                 [--epochs N] [--batch-size N] [--optimizer adam|sgd|...] [--lr X]
-                [--dtype float32|float64] [--seed N] [--out DIR] [--resume]
+                [--dtype float32|float64] [--seed N] [--out DIR] [--resume] [--distributed]
     cconv evaluate PARAMS [--net ...] [--dataset ...] [--out DIR]
     cconv visualize PARAMS [--net ...] [--dataset ...] [--index I] [--out DIR]
     cconv bench [kernel benchmark options]
@@ -30,9 +30,15 @@ each epoch, and ``accuracy.png`` shows them against the number of epochs done
 ``final_test_acc`` is measured on the whole test set, as ``cconv evaluate``
 does.
 
+``mpiexec -n K cconv train --distributed ...`` trains with K processes along
+the one-process trajectory (:class:`cconv.trainer.Trainer` with ``comm``);
+rank 0 alone prints and writes, and an error on any rank ends every rank
+(:mod:`~cconv.cli._mpi`).
+
 The package has one module per subcommand (:mod:`~cconv.cli.train`,
 :mod:`~cconv.cli.evaluate`, :mod:`~cconv.cli.visualize`, :mod:`~cconv.cli.bench`),
-:mod:`~cconv.cli.run_folder` for the files of a run folder, and
+:mod:`~cconv.cli.run_folder` for the files of a run folder, :mod:`~cconv.cli._mpi`
+for the processes of ``--distributed``, and
 :mod:`~cconv.cli._common` for what they share.
 
 Speed: ``cconv train`` trains in float32 unless ``--dtype float64`` (the book's

@@ -166,6 +166,8 @@ def _train_metrics(settings, data, trainer, seconds):
         "train_acc_list": metrics["train_acc_list"],
         "test_acc_list": metrics["test_acc_list"],
         "iterations": metrics["iterations"],
+        # cconv train --distributed: the ranks of this (last) run; the numbers do not depend on it.
+        "processes": metrics["processes"],
         "seconds": seconds,
     }
 

@@ -76,6 +76,8 @@ def test_three_ranks_then_two_resumed_give_the_one_process_run(tmp_path, one_pro
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["epochs"]) == 2  # one JSON object: rank 0's
     assert_same_run(out, one_process)
+    with open(out / "metrics.json") as f:
+        assert json.load(f)["processes"] == 2
     assert_checkpoint_of_epoch(out, 2)
 
 
