@@ -7,7 +7,7 @@ extra, ``pip install -e ".[mpi]"``, on a quiet machine)::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_distributed.py
     python benchmarks/bench_distributed.py --quick              # smoke run, under a minute
 
-The full run takes about 4 minutes on 2 cores.
+The full run takes under a minute on 2 cores.
 
 What is measured
 ----------------

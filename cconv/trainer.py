@@ -219,8 +219,9 @@ class Trainer:
         optimizer state (or the checkpoint it resumes from, read by rank 0
         alone) are sent to every rank here; rank 0 alone prints, shows
         progress and writes checkpoints, and when that fails every rank
-        raises the same exception. A network with BatchNormalization is
-        refused (``ValueError``). ``None`` (the default): one process.
+        raises the same exception. With more than one rank, a network with
+        BatchNormalization is refused (``ValueError``). ``None`` (the
+        default): one process.
 
     Attributes
     ----------
@@ -302,7 +303,7 @@ class Trainer:
         self.batch_size = mini_batch_size
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self._check_arguments()
-        if self._collective is not None:
+        if self._collective is not None and self._collective.size > 1:
             self._check_distributed()
 
         self.optimizer = self._make_optimizer(optimizer, optimizer_param)

@@ -6,14 +6,20 @@
   with ``comm``; each rank saves its parameters and losses to ``OUT/rank-R.npz``.
 * ``combine OUT``: rank-valued gradients through :meth:`Collective.weighted_sum`
   and :meth:`Collective.sum_counts`; each rank saves what it got.
+* ``count OUT LOSS_MODE``: the collective calls and their sizes during 4 steps
+  of a trainer (after its first, which measures accuracies), in ``OUT/rank-R.json``.
+* ``machine-first OUT``: :meth:`cconv.cli._mpi.World.machine_first` of a
+  function that records when it ran, rank 0's taking a second.
 * ``cli OUT FAULT RANK STEP -- ARGS...``: ``cconv train ARGS`` with the fault
   ``FAULT`` (``none``, ``raise``, ``kill``, ``nan``) injected on rank ``RANK``
   before step ``STEP`` (0-based, over the run).
 """
 
+import json
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 from mpi4py import MPI
@@ -64,6 +70,59 @@ def combine(out):
              counts=np.asarray(counts), share=np.asarray([start, stop]))
 
 
+class CountingComm:
+    """A communicator that records its collective calls (name, elements) and passes them on."""
+
+    def __init__(self, comm):
+        self.comm, self.calls = comm, []
+
+    def Get_rank(self):
+        return self.comm.Get_rank()
+
+    def Get_size(self):
+        return self.comm.Get_size()
+
+    def Allreduce(self, send, recv, **kwargs):
+        self.calls.append(("Allreduce", int(np.asarray(recv).size)))
+        return self.comm.Allreduce(send, recv, **kwargs)
+
+    def Bcast(self, buffer, **kwargs):
+        self.calls.append(("Bcast", int(np.asarray(buffer).size)))
+        return self.comm.Bcast(buffer, **kwargs)
+
+
+def count(out, loss_mode):
+    """The collective calls of 4 steps: see the module docstring."""
+    comm = CountingComm(COMM)
+    network = make_network("deep", "seeded")
+    trainer = Trainer(network, *training_data(), **TRAIN_SETTINGS["trainer"], verbose=False,
+                      seed=TRAIN_SETTINGS["seed"], loss_from_gradient_pass=loss_mode == "gradient-pass",
+                      comm=comm)
+    trainer.train_step()
+    comm.calls.clear()
+    for _ in range(4):
+        trainer.train_step()
+    with open(os.path.join(out, f"rank-{COMM.rank}.json"), "w") as f:
+        json.dump({"calls": comm.calls, "params": sum(p.size for p in network.params.values())}, f)
+
+
+def machine_first(out):
+    """Rank 0 of the machine runs first (for a second); the others after it."""
+    from cconv.cli._mpi import World
+
+    world = World(MPI)
+
+    def record():
+        start = time.time()
+        if world.machine.Get_rank() == 0:
+            time.sleep(1.0)
+        return start, time.time()
+
+    start, end = world.machine_first(record)
+    with open(os.path.join(out, f"rank-{COMM.rank}.json"), "w") as f:
+        json.dump({"start": start, "end": end}, f)
+
+
 def cli(out, fault, fault_rank, fault_step, argv):
     """``cconv train`` with a fault on one rank: see the module docstring."""
     if COMM.rank == fault_rank and fault != "none":
@@ -104,6 +163,12 @@ def main(argv):
         return 0
     if scenario == "combine":
         combine(out)
+        return 0
+    if scenario == "count":
+        count(out, argv[2])
+        return 0
+    if scenario == "machine-first":
+        machine_first(out)
         return 0
     if scenario == "cli":
         fault, rank, step = argv[2], int(argv[3]), int(argv[4])

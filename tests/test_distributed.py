@@ -1,5 +1,6 @@
 """cconv.distributed and Trainer(comm=): the batch shared by rank, and the single-process trajectory under mpiexec."""
 
+import json
 import os
 from collections import OrderedDict
 
@@ -183,3 +184,28 @@ def test_gradients_combine_into_the_exact_weighted_mean(tmp_path, ranks):
         assert got["loss"] == pytest.approx(10 * mean, rel=1e-15)
         assert got["counts"].tolist() == [10, sum(range(ranks))]
         assert tuple(got["share"]) == shares[rank]
+
+
+@pytest.mark.parametrize("loss_mode, allreduces", [("gradient-pass", 1), ("after-update", 2)])
+def test_a_step_is_one_allreduce_of_one_flat_buffer(tmp_path, loss_mode, allreduces):
+    """The gradients and the loss of a step travel in one buffer (the recomputed loss: one more number)."""
+    done, _ = run_worker(3, "count", tmp_path, loss_mode)
+    assert done.returncode == 0, done.stderr
+    for rank in range(3):
+        with open(tmp_path / f"rank-{rank}.json") as f:
+            got = json.load(f)
+        per_step = [["Allreduce", got["params"] + 1]] if allreduces == 1 else \
+            [["Allreduce", got["params"]], ["Allreduce", 1]]
+        assert got["calls"] == per_step * 4, f"rank {rank}"
+
+
+def test_machine_first_runs_one_rank_of_the_machine_before_the_others(tmp_path):
+    done, _ = run_worker(3, "machine-first", tmp_path)
+    assert done.returncode == 0, done.stderr
+    times = []
+    for rank in range(3):
+        with open(tmp_path / f"rank-{rank}.json") as f:
+            times.append(json.load(f))
+    first = times[0]  # one machine: its first rank is rank 0
+    assert first["end"] - first["start"] >= 1.0
+    assert all(other["start"] >= first["end"] for other in times[1:])

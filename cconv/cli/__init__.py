@@ -107,7 +107,7 @@ def main(argv=None):
     except BaseException as exc:  # noqa: BLE001 -- each is reported below, or raised again
         if world is None:
             return _report(exc)
-        return world.finish(None, exc, _report)
+        return world.finish(exc, _report)
     return status
 
 

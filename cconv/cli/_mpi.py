@@ -50,6 +50,7 @@ class World:
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
         self.machine = self.comm.Split_type(mpi.COMM_TYPE_SHARED)  # the ranks sharing this machine's memory
+        self._blas_limit = None  # threadpoolctl's limit of the BLAS threads, kept for the run
 
     @property
     def is_root(self):
@@ -95,24 +96,20 @@ class World:
         self.machine.Barrier()
         return function()
 
-    def finish(self, status, error, report):
-        """This rank's exit status for the command's ``status``, or its ``error`` (an exception).
+    def finish(self, error, report):
+        """End this rank after the command raised ``error``: return its exit status, or end all ranks.
 
         ``report(error, prefix, quiet)`` prints the error's line (not when
         ``quiet``) and returns its exit status, raising the error again for an
         unexpected one.
         """
-        if error is None:
-            return status
         if _diverged(error) or self.size == 1:  # every rank stopped at the same step
             return report(error, "", not self.is_root)
         if isinstance(error, (KeyboardInterrupt, Interrupted)):
             if self.is_root:
-                status = report(error, "", False)
-            else:
-                status = EXIT_INTERRUPTED
-                time.sleep(_ROOT_FIRST_SECONDS)
-            self.abort(status)
+                self.abort(report(error, "", False))
+            time.sleep(_ROOT_FIRST_SECONDS)
+            self.abort(EXIT_INTERRUPTED)
         prefix = f"rank {self.rank} of {self.size}: "
         try:
             status = report(error, prefix, False)
