@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cconv import datasets
-from cconv.nets import DeepConvNet, SimpleConvNet
+from cconv.nets import AlexNet, DeepConvNet, LeNet, SimpleConvNet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "mpi_worker.py")
@@ -29,7 +29,7 @@ TRAIN_SETTINGS = {
     "trainer": {"epochs": 2, "mini_batch_size": 20, "optimizer": "adam", "optimizer_param": {"lr": 0.01},
                 "evaluate_sample_num_per_epoch": 50},
 }
-NETS = {"simple": SimpleConvNet, "deep": DeepConvNet}
+NETS = {"simple": SimpleConvNet, "deep": DeepConvNet, "lenet": LeNet, "alexnet": AlexNet}
 #: Longest an MPI job of the tests may take before it counts as hung (s).
 JOB_TIMEOUT = 180
 
@@ -87,4 +87,5 @@ def training_data():
 def make_network(name, seed_mode):
     """The net ``name`` in float64: seeded (``"seeded"``), or from ``np.random`` (``"global"``)."""
     seed = None if seed_mode == "global" else TRAIN_SETTINGS["seed"]
-    return NETS[name](input_dim=(1, 28, 28), output_size=10, dtype="float64", seed=seed)
+    small = {"width": 0.125, "hidden_size": 64} if name == "alexnet" else {}  # AlexNet's classifier has dropout
+    return NETS[name](input_dim=(1, 28, 28), output_size=10, dtype="float64", seed=seed, **small)

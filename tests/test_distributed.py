@@ -147,12 +147,14 @@ def test_a_communicator_of_one_rank_changes_nothing():
         (2, "deep", "after-update", "seeded"),
         (3, "deep", "gradient-pass", "global"),
         (3, "deep", "after-update", "seeded"),
+        (2, "lenet", "after-update", "global"),
+        (3, "alexnet", "gradient-pass", "seeded"),
     ],
 )
 def test_ranks_follow_the_single_process_trajectory(tmp_path, ranks, net_name, loss_mode, seed_mode):
     """Parameters, losses and accuracies of K ranks equal one process's (float64, 1e-9), dropout included.
 
-    DeepConvNet has dropout; with ``global`` every rank starts from another
+    DeepConvNet and AlexNet have dropout; with ``global`` every rank starts from another
     ``np.random`` state and must adopt rank 0's; with 3 ranks a batch of 20 is
     split 7/7/6.
     """
