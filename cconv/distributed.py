@@ -15,8 +15,12 @@ trajectory one process follows:
 * a Dropout layer draws the mask of the whole batch and applies its rows of
   it (:func:`dropout_rows`), so each rank drops what one process would;
 * what one process does with files (checkpoints) rank 0 alone does, and
-  tells the others how it went (:meth:`Collective.on_root`), so that an error
-  there stops every rank at the same point.
+  tells the others how it went (:meth:`Collective.on_root`); what every rank
+  does that may fail on one of them (loading a state) ends with the ranks
+  agreeing on the outcome (:meth:`Collective.on_every_rank`). Either way an
+  error stops every rank at the same point, with the same exception, marked
+  by :func:`mark_raised_on_every_rank` so that a command can tell it from an
+  error of one rank (after which the others cannot go on).
 
 A layer whose forward pass depends on the whole batch (BatchNormalization)
 cannot be split this way; :func:`check_distributable` refuses it.
@@ -29,9 +33,16 @@ import numpy as np
 
 from cconv.checkpoint import CheckpointError
 from cconv.layers import BatchNormalization, Dropout
-from cconv.nets._base import named_layers
+from cconv.nets._base import layers_of
 
-__all__ = ["Collective", "batch_share", "check_distributable", "dropout_rows"]
+__all__ = [
+    "Collective",
+    "batch_share",
+    "check_distributable",
+    "dropout_rows",
+    "mark_raised_on_every_rank",
+    "raised_on_every_rank",
+]
 
 #: Exceptions an error on rank 0 is raised as on every rank (others: RuntimeError).
 _AGREED_ERRORS = {
@@ -55,23 +66,41 @@ def batch_share(batch_size, size, rank):
     return start, start + base + (rank < extra)
 
 
-def _layers(network):
-    """The network's layers in forward order (none if it has no walkable ``layers``)."""
-    try:
-        return [layer for _, layer in named_layers(getattr(network, "layers", None) or ())]
-    except TypeError:
-        return []
+def mark_raised_on_every_rank(error):
+    """Mark ``error`` as raised by every rank at the same point (an agreed stop); return it."""
+    error.raised_on_every_rank = True
+    return error
+
+
+def raised_on_every_rank(error):
+    """True if ``error``, or an exception it was raised from or while handling, is so marked."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if getattr(error, "raised_on_every_rank", False):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def check_distributable(network):
     """Raise ``ValueError`` if ``network`` cannot be trained with its batch split across processes.
 
     Refused: a BatchNormalization layer (its forward pass normalises with
-    statistics of the whole batch) and a dropout layer other than
+    statistics of the whole batch), a dropout layer other than
     :class:`cconv.layers.Dropout` (its mask cannot be drawn for the whole
-    batch, so the trajectory would change with the number of processes).
+    batch, so the trajectory would change with the number of processes), and
+    layers that cannot be walked to check this (``layers`` neither a dict nor
+    a list).
     """
-    for layer in _layers(network):
+    layers = layers_of(network)
+    if layers is None:
+        raise ValueError(
+            f"comm: the layers of {type(network).__name__} cannot be walked (its layers is a "
+            f"{type(network.layers).__name__}, not an OrderedDict or a list as the book's networks), so "
+            "it cannot be checked to train the same with its batch split across processes"
+        )
+    for layer in layers:
         kind = type(layer).__name__
         if isinstance(layer, BatchNormalization) or "BatchNorm" in kind:
             raise ValueError(
@@ -93,7 +122,7 @@ def dropout_rows(network, start, batch_size):
 
     See :attr:`cconv.layers.Dropout.batch_rows`.
     """
-    layers = [layer for layer in _layers(network) if isinstance(layer, Dropout)]
+    layers = [layer for layer in layers_of(network) or () if isinstance(layer, Dropout)]
     for layer in layers:
         layer.batch_rows = (start, batch_size)
     try:
@@ -167,25 +196,26 @@ class Collective:
         self.comm.Allreduce(self._mpi.IN_PLACE, buffer, op=self._mpi.SUM)
         return [int(value) for value in buffer]
 
-    def broadcast_bytes(self, data):
-        """Rank 0's ``data`` (bytes; ignored on the other ranks) on every rank."""
-        size = np.array([len(data) if self.is_root else 0], dtype=np.int64)
-        self.comm.Bcast(size, root=0)
-        buffer = np.frombuffer(bytearray(data), dtype=np.uint8) if self.is_root else np.empty(size[0], np.uint8)
-        self.comm.Bcast(buffer, root=0)
+    def broadcast_bytes(self, data, root=0):
+        """Rank ``root``'s ``data`` (bytes; ignored on the other ranks) on every rank."""
+        mine = self.rank == root
+        size = np.array([len(data) if mine else 0], dtype=np.int64)
+        self.comm.Bcast(size, root=root)
+        buffer = np.frombuffer(bytearray(data), dtype=np.uint8) if mine else np.empty(size[0], np.uint8)
+        self.comm.Bcast(buffer, root=root)
         return buffer.tobytes()
 
-    def broadcast_json(self, obj):
-        """Rank 0's ``obj`` (JSON-serialisable; ignored on the other ranks) on every rank."""
-        data = json.dumps(obj).encode() if self.is_root else b""
-        return json.loads(self.broadcast_bytes(data))
+    def broadcast_json(self, obj, root=0):
+        """Rank ``root``'s ``obj`` (JSON-serialisable; ignored on the other ranks) on every rank."""
+        data = json.dumps(obj).encode() if self.rank == root else b""
+        return json.loads(self.broadcast_bytes(data, root))
 
     def on_root(self, function):
         """Run ``function()`` on rank 0 alone; return its JSON-serialisable result on every rank.
 
         If it raises, every rank raises the same exception type (an
         ``OSError`` or ``ValueError`` kind, else ``RuntimeError``) with the same
-        message, so all stop at the same point; rank 0 raises the original.
+        message, marked raised on every rank; rank 0 raises the original.
         """
         outcome, error = None, None
         if self.is_root:
@@ -193,10 +223,44 @@ class Collective:
                 outcome = {"result": function()}
             except Exception as exc:
                 error = exc
-                outcome = {"error": type(exc).__name__, "message": str(exc)}
+                outcome = _error_record(exc)
         outcome = self.broadcast_json(outcome)
         if error is not None:
-            raise error
+            raise mark_raised_on_every_rank(error)
         if "error" in outcome:
-            raise _AGREED_ERRORS.get(outcome["error"], RuntimeError)(outcome["message"])
+            raise _agreed_error(outcome)
         return outcome["result"]
+
+    def on_every_rank(self, function):
+        """Run ``function()`` on every rank; if it raised on any, raise on all.
+
+        The lowest rank that failed raises its exception; the others raise
+        one of the same type (as :meth:`on_root`) whose message begins with
+        ``"rank R: "``. All are marked raised on every rank. Returns what
+        ``function`` returned here.
+        """
+        result, error = None, None
+        try:
+            result = function()
+        except Exception as exc:
+            error = exc
+        first = np.array([self.size if error is None else self.rank], dtype=np.int64)
+        self.comm.Allreduce(self._mpi.IN_PLACE, first, op=self._mpi.MIN)
+        first = int(first[0])
+        if first == self.size:
+            return result
+        outcome = self.broadcast_json(_error_record(error) if self.rank == first else None, root=first)
+        if self.rank == first:
+            raise mark_raised_on_every_rank(error)
+        outcome["message"] = f"rank {first}: {outcome['message']}"
+        raise _agreed_error(outcome)
+
+
+def _error_record(error):
+    """An exception as JSON: its type name and message."""
+    return {"error": type(error).__name__, "message": str(error)}
+
+
+def _agreed_error(record):
+    """The exception of an :func:`_error_record`, marked raised on every rank."""
+    return mark_raised_on_every_rank(_AGREED_ERRORS.get(record["error"], RuntimeError)(record["message"]))

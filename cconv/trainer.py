@@ -45,7 +45,10 @@ the same batch, computes the gradient of its share of the rows, and one
 ``Allreduce`` per step sums the gradients weighted by the shares (see
 :mod:`cconv.distributed`). Rank 0's state (parameters, generators, or the
 checkpoint it resumes from) is given to every rank at the start; rank 0
-alone prints and writes checkpoints. Every method is then collective.
+alone prints and writes checkpoints. Every rank then constructs the trainer
+and calls ``train``, ``train_step``, ``save_checkpoint`` and
+``load_checkpoint`` together. Ctrl-C during :meth:`Trainer.train` stops every
+rank after the same step (the request travels with the step's sums).
 """
 
 import contextlib
@@ -64,7 +67,7 @@ from cconv._atomic import check_writable_dir, remove_stale_temp_files
 from cconv._progress import ProgressBar
 from cconv._validation import check_bool, check_int
 from cconv.checkpoint import Checkpoint, CheckpointError, latest_checkpoint
-from cconv.distributed import Collective, check_distributable, dropout_rows
+from cconv.distributed import Collective, check_distributable, dropout_rows, mark_raised_on_every_rank
 from cconv.nets._base import network_rngs
 
 # CheckpointError and latest_checkpoint live in cconv.checkpoint and are
@@ -93,6 +96,27 @@ class TrainingDiverged(RuntimeError):
         self.iteration = iteration
         self.loss = loss
         self.checkpoint = checkpoint
+
+
+class _StopRequested(KeyboardInterrupt):
+    """Ctrl-C reached a rank during :meth:`Trainer.train` with ``comm``: every rank stops after the same step."""
+
+
+@contextlib.contextmanager
+def _sigint_as_request(trainer):
+    """Within the block, Ctrl-C sets ``trainer._stop_requested`` instead of raising (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request(signum, frame):
+        trainer._stop_requested = True
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 @contextlib.contextmanager
@@ -307,6 +331,15 @@ class Trainer:
             self._check_distributed()
 
         self.optimizer = self._make_optimizer(optimizer, optimizer_param)
+        if self._collective is not None and not _has_state_dict(self.optimizer):
+            raise mark_raised_on_every_rank(TypeError(
+                f"optimizer: with comm, an optimizer with state_dict()/load_state_dict() (rank 0's "
+                f"state goes to every rank), got {type(self.optimizer).__name__}"
+            ))
+        # With comm: Ctrl-C reached this rank during train() (see _sigint_as_request); some rank's did,
+        # as the step's sums say, so every rank stops after this step.
+        self._stop_requested = False
+        self._stop_agreed = False
         # None: draw the batches from the global np.random, as the book.
         self._rng = None if seed is None else np.random.default_rng(seed)
 
@@ -406,14 +439,20 @@ class Trainer:
         return cls(**({"lr": 0.01} if optimizer_param is None else optimizer_param))
 
     def _check_distributed(self):
-        """With ``comm``: the network splits by rows, and every rank has a row of each batch."""
-        check_distributable(self.network)
+        """With ``comm``: the network splits by rows, and every rank has a row of each batch.
+
+        The same on every rank: its ``ValueError`` is marked raised on every rank.
+        """
+        try:
+            check_distributable(self.network)
+        except ValueError as exc:
+            raise mark_raised_on_every_rank(exc) from None
         size = self._collective.size
         if self.batch_size < size:
-            raise ValueError(
+            raise mark_raised_on_every_rank(ValueError(
                 f"mini_batch_size: expected at least the number of processes ({size}), "
                 f"got {self.batch_size}: each process computes at least one row of a batch"
-            )
+            ))
 
     def _prepare_checkpoint_dir(self, checkpoint_dir, resume):
         """Check ``checkpoint_dir`` (create it if needed); return the checkpoint to resume from, or ``None``.
@@ -421,9 +460,7 @@ class Trainer:
         With ``comm``, rank 0 alone looks at the folder; an error there is
         raised on every rank.
         """
-        if not callable(getattr(self.optimizer, "state_dict", None)) or not callable(
-            getattr(self.optimizer, "load_state_dict", None)
-        ):
+        if not _has_state_dict(self.optimizer):
             raise ValueError(
                 f"checkpoint_dir: the optimizer {type(self.optimizer).__name__} has no "
                 "state_dict()/load_state_dict(), so its state cannot be checkpointed"
@@ -494,6 +531,9 @@ class Trainer:
             self.current_epoch += 1
             self._evaluate()
         self.current_iter += 1
+        if self._stop_agreed:
+            self._stop_requested = self._stop_agreed = False
+            raise mark_raised_on_every_rank(_StopRequested())
         return loss
 
     def _step(self, batch_mask, iteration):
@@ -517,23 +557,27 @@ class Trainer:
         The gradient of the batch is the sum over the ranks of each rank's
         gradient (a mean over its rows) times its share of the rows; so is the
         loss. With ``loss_from_gradient_pass`` the loss travels in the
-        gradients' buffer.
+        gradients' buffer. So does a pending Ctrl-C of any rank: after the sum,
+        every rank knows whether to stop after this step.
         """
         collective = self._collective
         start, stop = collective.share(self.batch_size)
         rows = batch_mask[start:stop]
         x_batch, t_batch = self.x_train[rows], self.t_train[rows]
         weight = (stop - start) / self.batch_size
+        stop = 1.0 if self._stop_requested else 0.0
         with dropout_rows(self.network, start, self.batch_size):
             grads = self.network.gradient(x_batch, t_batch)
             if self.loss_from_gradient_pass:
-                grads, (loss,) = collective.weighted_sum(grads, weight, [self._gradient_pass_loss()])
+                grads, (loss, stop) = collective.weighted_sum(grads, weight, [self._gradient_pass_loss(), stop])
+                self._stop_agreed = stop > 0
                 self._record_loss(loss, iteration)
                 self.optimizer.update(self.network.params, grads)
             else:
                 grads, _ = collective.weighted_sum(grads, weight)
                 self.optimizer.update(self.network.params, grads)
-                _, (loss,) = collective.weighted_sum({}, weight, [self.network.loss(x_batch, t_batch)])
+                _, (loss, stop) = collective.weighted_sum({}, weight, [self.network.loss(x_batch, t_batch), stop])
+                self._stop_agreed = stop > 0
                 self._record_loss(loss, iteration)
         return loss
 
@@ -606,7 +650,7 @@ class Trainer:
             where = f"the last good checkpoint is {checkpoint} (resume=True continues from it)"
         else:
             where = "no checkpoint was written (pass checkpoint_dir= to keep one per epoch)"
-        raise TrainingDiverged(
+        diverged = TrainingDiverged(
             f"training diverged: the loss is {float(loss)} at epoch {epoch}, iteration "
             f"{in_epoch} of the epoch (step {iteration + 1} of {self.max_iter}); the parameters "
             f"are no longer usable; {where}. Try a lower learning rate.",
@@ -615,6 +659,8 @@ class Trainer:
             loss=float(loss),
             checkpoint=checkpoint,
         )
+        # With comm every rank saw the same summed loss, and stops here.
+        raise mark_raised_on_every_rank(diverged) if self._collective is not None else diverged
 
     def train(self):
         """Run the remaining steps, epoch by epoch, then print the final test accuracy.
@@ -622,14 +668,22 @@ class Trainer:
         After each epoch a checkpoint is written (with ``checkpoint_dir``).
         On ``KeyboardInterrupt`` the epoch in progress is dropped: the
         checkpoint of the last completed epoch is on disk, and the interrupt
-        is raised again.
+        is raised again. With ``comm``, Ctrl-C on any rank stops every rank
+        after the same step, as if the interrupt had come there.
         """
-        while self.current_iter < self.max_iter:
-            self._run_epoch()
+        if self._collective is not None and self._collective.size > 1:
+            with _sigint_as_request(self):
+                self._run_epochs()
+        else:
+            self._run_epochs()
         self.final_test_acc = self._accuracy((self.x_test, self.t_test))
         if self.verbose:
             print("=============== Final Test Accuracy ===============")
             print("test acc:" + str(self.final_test_acc))
+
+    def _run_epochs(self):
+        while self.current_iter < self.max_iter:
+            self._run_epoch()
 
     def _run_epoch(self):
         epoch_index = self._epoch_of(self.current_iter)
@@ -653,10 +707,10 @@ class Trainer:
                     self._measure_epoch_end()
             with _sigint_deferred():
                 self._finish_epoch(steps, first_loss, start)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             completed = self.current_iter == end
-            # With comm the other ranks may be gone: nothing collective now.
-            if completed and self._collective is None:
+            # With comm, only a stop every rank agreed on leaves them all here, able to go on together.
+            if completed and (self._collective is None or isinstance(exc, _StopRequested)):
                 # Ctrl-C came after the last step but before the deferred block:
                 # the state is still the end of the epoch, so record it now.
                 with _sigint_deferred():
@@ -796,25 +850,23 @@ class Trainer:
         """Write the training state atomically to ``path`` (default: the epoch's file in ``checkpoint_dir``).
 
         Older checkpoints beyond ``keep_checkpoints`` are then removed. Returns
-        the path. With ``comm``, rank 0 writes it (every rank calls this),
-        and if that fails every rank raises.
+        the path. With ``comm``, rank 0 writes it (every rank calls this; a
+        relative ``path`` is taken from rank 0's working directory, and the
+        path returned is rank 0's), and if that fails every rank raises.
         """
         default = path is None
-        if default:
-            if self.checkpoint_dir is None:
-                raise ValueError("save_checkpoint: no path given and no checkpoint_dir set")
-            path = _checkpoint.checkpoint_path(self.checkpoint_dir, self.current_epoch)
-        path = os.path.abspath(os.fspath(path))
+        if default and self.checkpoint_dir is None:
+            raise ValueError("save_checkpoint: no path given and no checkpoint_dir set")
 
         def write():
-            self._checkpoint().write(path)
+            target = _checkpoint.checkpoint_path(self.checkpoint_dir, self.current_epoch) if default else path
+            target = os.path.abspath(os.fspath(target))
+            self._checkpoint().write(target)
             if default:
                 _checkpoint.prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints)
+            return target
 
-        if self._collective is None:
-            write()
-        else:
-            self._collective.on_root(write)
+        path = write() if self._collective is None else self._collective.on_root(write)
         self._mark_checkpoint(path)
         return path
 
@@ -828,29 +880,44 @@ class Trainer:
         optimizer class. Parameters are copied into ``network.params`` in
         place (the layers keep sharing them).
 
-        With ``comm``, rank 0 reads the file and sends it to every rank, which
-        checks and loads it.
+        With ``comm``, rank 0 reads the file (``path`` as rank 0 sees it) and
+        sends it to every rank, which checks and loads it; if that fails on
+        any rank, every rank raises.
 
         Raises
         ------
         CheckpointError
             If the file cannot be read or does not fit.
         """
-        path = os.path.abspath(os.fspath(path))
-        data = None
-        if self._collective is not None:
+        if self._collective is None:
+            path = os.path.abspath(os.fspath(path))
+            self._restore(Checkpoint.read(path, self.network.params), path)
+        else:
             contents = []
-            self._collective.on_root(lambda: contents.append(Checkpoint.file_bytes(path, self.network.params)))
+
+            def read_file():
+                absolute = os.path.abspath(os.fspath(path))
+                contents.append(Checkpoint.file_bytes(absolute, self.network.params))
+                return absolute
+
+            path = self._collective.on_root(read_file)
             data = self._collective.broadcast_bytes(contents[0] if contents else b"")
-        self._restore(Checkpoint.read(path, self.network.params, data), path)
+            self._collective.on_every_rank(
+                lambda: self._restore(Checkpoint.read(path, self.network.params, data), path)
+            )
         self._mark_checkpoint(path)
 
     def _adopt_root_state(self):
         """With ``comm``: every rank takes rank 0's parameters, optimizer state, generators and counters."""
         collective = self._collective
+        source = "the state of rank 0"
         data = collective.broadcast_bytes(self._checkpoint().to_bytes() if collective.is_root else b"")
-        if not collective.is_root:
-            self._restore(Checkpoint.read("the state of rank 0", self.network.params, data), "the state of rank 0")
+
+        def adopt():
+            if not collective.is_root:
+                self._restore(Checkpoint.read(source, self.network.params, data), source)
+
+        collective.on_every_rank(adopt)
 
     def _restore(self, saved, source):
         """Put the state of the :class:`Checkpoint` ``saved`` (read from ``source``) into this run.
@@ -882,3 +949,8 @@ class Trainer:
         self.checkpoint_path = path
         self._checkpoint_iteration = self.current_iter
         self._checkpoint_epoch = self.current_epoch
+
+
+def _has_state_dict(optimizer):
+    """True if ``optimizer`` has ``state_dict()`` and ``load_state_dict()`` (its state can be saved and sent)."""
+    return callable(getattr(optimizer, "state_dict", None)) and callable(getattr(optimizer, "load_state_dict", None))

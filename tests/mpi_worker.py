@@ -7,12 +7,14 @@
 * ``combine OUT``: rank-valued gradients through :meth:`Collective.weighted_sum`
   and :meth:`Collective.sum_counts`; each rank saves what it got.
 * ``count OUT LOSS_MODE``: the collective calls and their sizes during 4 steps
-  of a trainer (after its first, which measures accuracies), in ``OUT/rank-R.json``.
+  of a trainer (after its first, which measures accuracies), and the rows of
+  each gradient computed, in ``OUT/rank-R.json``.
 * ``machine-first OUT``: :meth:`cconv.cli._mpi.World.machine_first` of a
   function that records when it ran, rank 0's taking a second.
 * ``cli OUT FAULT RANK STEP -- ARGS...``: ``cconv train ARGS`` with the fault
   ``FAULT`` (``none``, ``raise``, ``kill``, ``nan``) injected on rank ``RANK``
-  before step ``STEP`` (0-based, over the run).
+  before step ``STEP`` (0-based, over the run), or ``disk-full``: rank
+  ``RANK``'s checkpoint writes after the first fail.
 """
 
 import json
@@ -98,12 +100,20 @@ def count(out, loss_mode):
     trainer = Trainer(network, *training_data(), **TRAIN_SETTINGS["trainer"], verbose=False,
                       seed=TRAIN_SETTINGS["seed"], loss_from_gradient_pass=loss_mode == "gradient-pass",
                       comm=comm)
+    rows = []
+    gradient = network.gradient
+
+    def counting_gradient(x, t):
+        rows.append(len(x))
+        return gradient(x, t)
+
+    network.gradient = counting_gradient
     trainer.train_step()
     comm.calls.clear()
     for _ in range(4):
         trainer.train_step()
     with open(os.path.join(out, f"rank-{COMM.rank}.json"), "w") as f:
-        json.dump({"calls": comm.calls, "params": sum(p.size for p in network.params.values())}, f)
+        json.dump({"calls": comm.calls, "rows": rows, "params": sum(p.size for p in network.params.values())}, f)
 
 
 def machine_first(out):
@@ -134,11 +144,24 @@ def cli(out, fault, fault_rank, fault_step, argv):
                     raise OSError(28, "No space left on device (injected)")
                 if fault == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
-                if fault == "nan":
+                if fault == "nan":  # (disk-full: below)
                     trainer.network.last_layer.forward = _nan_loss(trainer.network.last_layer.forward)
             return original(trainer)
 
         Trainer.train_step = train_step
+    if COMM.rank == fault_rank and fault == "disk-full":  # the checkpoints after the first fail
+        from cconv.checkpoint import Checkpoint
+
+        write = Checkpoint.write
+        written = []
+
+        def write_once(checkpoint, path):
+            if written:
+                raise OSError(28, "No space left on device (injected)", path)
+            written.append(path)
+            return write(checkpoint, path)
+
+        Checkpoint.write = write_once
     from cconv.cli import main
 
     return main(argv)

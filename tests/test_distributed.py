@@ -189,16 +189,20 @@ def test_gradients_combine_into_the_exact_weighted_mean(tmp_path, ranks):
 
 
 @pytest.mark.parametrize("loss_mode, allreduces", [("gradient-pass", 1), ("after-update", 2)])
-def test_a_step_is_one_allreduce_of_one_flat_buffer(tmp_path, loss_mode, allreduces):
-    """The gradients and the loss of a step travel in one buffer (the recomputed loss: one more number)."""
+def test_a_step_is_one_allreduce_of_one_flat_buffer_and_each_rank_computes_its_rows(tmp_path, loss_mode, allreduces):
+    """The gradients, the loss and the stop request of a step travel in one buffer (a recomputed loss: one more).
+
+    Each rank computes the gradient of its share of the batch of 20 alone (7, 7, 6 rows).
+    """
     done, _ = run_worker(3, "count", tmp_path, loss_mode)
     assert done.returncode == 0, done.stderr
     for rank in range(3):
         with open(tmp_path / f"rank-{rank}.json") as f:
             got = json.load(f)
-        per_step = [["Allreduce", got["params"] + 1]] if allreduces == 1 else \
-            [["Allreduce", got["params"]], ["Allreduce", 1]]
+        per_step = [["Allreduce", got["params"] + 2]] if allreduces == 1 else \
+            [["Allreduce", got["params"]], ["Allreduce", 2]]
         assert got["calls"] == per_step * 4, f"rank {rank}"
+        assert got["rows"] == [[7, 7, 6][rank]] * 5, f"rank {rank}"
 
 
 def test_machine_first_runs_one_rank_of_the_machine_before_the_others(tmp_path):

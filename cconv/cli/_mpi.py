@@ -1,14 +1,16 @@
 """``cconv train --distributed``: the processes ``mpiexec`` started, and how they end together.
 
 :func:`start` joins MPI (``mpi4py``), and gives each rank its share of the
-machine's cores. :meth:`World.finish` ends a rank's command: an error that
-every rank met at the same step (a diverged loss, seen by all through the
-reduced loss) ends each of them with its exit status, rank 0 printing the
-line; any other error, on any rank, is printed by that rank and ends every
+machine's cores. :meth:`World.finish` ends a rank's command after an error.
+An error every rank met at the same point (marked so by
+:func:`cconv.distributed.mark_raised_on_every_rank`: a diverged loss, seen by
+all in the summed loss; a failure of rank 0's file work, which it tells the
+others; a bad setting; Ctrl-C during training, which stops every rank after
+the same step) ends each of them with its exit status, rank 0 alone printing
+the line. Any other error, on any rank, is printed by that rank and ends every
 rank at once with ``MPI_Abort``, so that none waits forever in a collective
 for a rank that is gone (a rank killed by a signal is ended by ``mpiexec``
-itself). Ctrl-C on ``mpiexec`` reaches every rank and ends them the same way;
-the last checkpoint, written atomically, stays as it was.
+itself). The last checkpoint, written atomically, stays as it was.
 """
 
 import os
@@ -17,7 +19,7 @@ import time
 import traceback
 
 from cconv.cli._common import EXIT_INTERRUPTED, Interrupted, UsageError
-from cconv.trainer import TrainingDiverged
+from cconv.distributed import raised_on_every_rank
 
 __all__ = ["World", "start"]
 
@@ -103,7 +105,7 @@ class World:
         ``quiet``) and returns its exit status, raising the error again for an
         unexpected one.
         """
-        if _diverged(error) or self.size == 1:  # every rank stopped at the same step
+        if raised_on_every_rank(error) or self.size == 1:  # every rank stopped at the same point
             return report(error, "", not self.is_root)
         if isinstance(error, (KeyboardInterrupt, Interrupted)):
             if self.is_root:
@@ -125,11 +127,3 @@ class World:
         sys.stderr.flush()
         self.comm.Abort(status)
 
-
-def _diverged(error):
-    """True if ``error`` is, or was caused by, a :class:`~cconv.trainer.TrainingDiverged`."""
-    while error is not None:
-        if isinstance(error, TrainingDiverged):
-            return True
-        error = error.__cause__
-    return False

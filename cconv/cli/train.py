@@ -22,6 +22,7 @@ from cconv.cli._common import (
     positive_float,
     save_figures,
 )
+from cconv.distributed import mark_raised_on_every_rank
 from cconv.optim import OPTIMIZERS
 from cconv.trainer import CheckpointError, Trainer, TrainingDiverged
 
@@ -75,6 +76,11 @@ def run(args, console):
     """
     world = args.world
     settings = _settings(args)
+    if world is not None and args.batch_size < world.size:
+        raise mark_raised_on_every_rank(UsageError(
+            f"--batch-size {args.batch_size}: expected at least the number of processes ({world.size}); "
+            "each computes at least one image of a batch"
+        ))
     if world is None or world.is_root:
         out = output_dir(args.out)
         run_folder.prepare(out, settings, args.resume)
@@ -148,16 +154,16 @@ class _TrainingRun:
                 comm=None if self.world is None else self.world.comm,
             )
         except CheckpointError as exc:
-            raise UsageError(f"--resume: {exc}") from exc
-        except ValueError as exc:  # a network or batch that cannot be split across the processes
+            raise UsageError(f"{'--resume' if args.resume else '--distributed'}: {exc}") from exc
+        except ValueError as exc:  # a network that cannot be split across the processes
             if self.world is None:
                 raise
-            raise UsageError(f"--distributed: {exc}") from exc
-        if trainer.current_iter > trainer.max_iter:
-            raise UsageError(
+            raise UsageError(f"--distributed: --net {args.net}: {exc}") from exc
+        if trainer.current_iter > trainer.max_iter:  # every rank holds rank 0's counters
+            raise mark_raised_on_every_rank(UsageError(
                 f"--epochs {args.epochs}: the checkpoint in {self.out!r} is at epoch "
                 f"{trainer.epoch}; --resume continues a run to more epochs"
-            )
+            ))
         return trainer
 
     def write_metrics(self):

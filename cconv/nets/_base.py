@@ -49,6 +49,7 @@ __all__ = [
     "WeightInit",
     "forward_layers",
     "init_scale",
+    "layers_of",
     "named_layers",
     "network_rngs",
 ]
@@ -448,6 +449,18 @@ def run_layer(layer, x, train_flg):
     return layer.forward(x)
 
 
+def layers_of(network):
+    """The layers of ``network`` in forward order (its book-style ``layers``, a dict or a list).
+
+    An empty list without ``layers``; ``None`` when ``layers`` is something
+    else (layers of the network's own making, which cannot be walked).
+    """
+    try:
+        return [layer for _, layer in named_layers(getattr(network, "layers", None) or ())]
+    except TypeError:
+        return None
+
+
 def network_rngs(network):
     """The generators a network draws from itself: ``network.rng`` and its layers' ``rng``, each once.
 
@@ -455,10 +468,7 @@ def network_rngs(network):
     means the global ``np.random``). Works for any object with the book's
     ``layers`` (a dict or a list), not only cconv networks.
     """
-    try:
-        layers = [layer for _, layer in named_layers(getattr(network, "layers", None) or ())]
-    except TypeError:  # layers of its own making: only the network's rng is known
-        layers = []
+    layers = layers_of(network) or []  # layers of its own making: only the network's rng is known
     found = {}
     for owner in (network, *layers):
         rng = getattr(owner, "rng", None)

@@ -121,6 +121,25 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     assert_checkpoint_of_epoch(out, 1)
 
 
+def test_a_full_disk_at_rank_0s_checkpoint_stops_every_rank_with_one_line(tmp_path):
+    out, done, seconds = run_with_fault(tmp_path, 3, "disk-full", 0)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("No space left on device (injected)") == 1, done.stderr  # rank 0's line alone
+    assert "Abort" not in done.stderr  # rank 0 told the others: an agreed stop
+    assert seconds < 60
+    assert_checkpoint_of_epoch(out, 1)
+
+
+def test_a_batch_smaller_than_the_ranks_is_refused_in_one_line(tmp_path):
+    done, _ = run_job(3, cconv_command(*train_args(tmp_path / "run", 1), "--distributed", "--batch-size", "2"),
+                      cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "cconv: error: --batch-size 2: expected at least the number of processes (3); "
+        "each computes at least one image of a batch"
+    ]
+
+
 def test_ctrl_c_on_mpiexec_ends_every_rank_and_keeps_the_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     job = subprocess.Popen([mpiexec(), "-n", "2", *cconv_command(*train_args(out, 5), "--distributed")],
@@ -137,8 +156,10 @@ def test_ctrl_c_on_mpiexec_ends_every_rank_and_keeps_the_last_checkpoint(tmp_pat
         if job.poll() is None:
             job.kill()
     assert time.monotonic() - sent < 30
-    assert job.returncode != 0
-    assert "cconv: interrupted during epoch" in stderr, stderr
+    assert job.returncode == 130, stderr
+    # Every rank stopped after the same step; rank 0 alone says what is saved.
+    assert stderr.count("cconv: interrupted during epoch") == 1, stderr
+    assert "Abort" not in stderr
     epochs = checkpoint_files(out / "checkpoints")
     assert epochs and max(epochs) < 5
     assert_checkpoint_of_epoch(out, max(epochs))
