@@ -7,7 +7,13 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from cconv.distributed import batch_share, check_distributable, dropout_rows
+from cconv.distributed import (
+    batch_share,
+    check_distributable,
+    dropout_rows,
+    mark_raised_on_every_rank,
+    raised_on_every_rank,
+)
 from cconv.layers import Affine, BatchNormalization, Dropout, Relu
 from cconv.trainer import Trainer
 
@@ -215,3 +221,44 @@ def test_machine_first_runs_one_rank_of_the_machine_before_the_others(tmp_path):
     first = times[0]  # one machine: its first rank is rank 0
     assert first["end"] - first["start"] >= 1.0
     assert all(other["start"] >= first["end"] for other in times[1:])
+
+
+def test_errors_marked_raised_on_every_rank_are_found_through_their_chain():
+    assert not raised_on_every_rank(ValueError("one rank"))
+    marked = mark_raised_on_every_rank(OSError(28, "full"))
+    assert raised_on_every_rank(marked)
+    try:
+        try:
+            raise marked
+        except OSError as exc:
+            raise RuntimeError("reported") from exc
+    except RuntimeError as outer:
+        assert raised_on_every_rank(outer)
+    try:
+        try:
+            raise marked
+        except OSError:
+            raise KeyError("while handling") from None  # still in __context__
+    except KeyError as outer:
+        assert raised_on_every_rank(outer)
+
+
+def test_check_distributable_refuses_layers_it_cannot_walk():
+    class OwnLayers:
+        layers = {"a", "b"}
+
+    with pytest.raises(ValueError, match="the layers of OwnLayers cannot be walked"):
+        check_distributable(OwnLayers())
+
+
+def test_trainer_with_comm_needs_an_optimizer_whose_state_can_be_sent():
+    pytest.importorskip("mpi4py")
+
+    class PlainSGD:
+        def update(self, params, grads):
+            pass
+
+    with pytest.raises(TypeError, match=r"optimizer: with comm, an optimizer with state_dict\(\)") as info:
+        Trainer(make_network("simple", "seeded"), *training_data(), mini_batch_size=10, optimizer=PlainSGD(),
+                verbose=False, comm=_UnusedComm())
+    assert raised_on_every_rank(info.value)
