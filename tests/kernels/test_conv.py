@@ -392,8 +392,8 @@ def test_direct_problems_match_reference(rng, problem, layout, n_threads, conv_p
 def test_direct_path_is_taken_where_the_cpu_has_it(rng):
     """On x86-64 with AVX2 and FMA the direct path is on, and switching it off changes the sums' order.
 
-    Elsewhere it is off. (Under QEMU user emulation /proc/cpuinfo is the x86
-    host's: the machine the process runs as decides, not that file.)
+    Elsewhere it is off. (Under QEMU user emulation /proc/cpuinfo may be the
+    x86 host's: the machine the process runs as decides, not that file.)
     """
     if platform.machine().lower() not in ("x86_64", "amd64"):
         assert not direct.supported()
