@@ -237,9 +237,10 @@ class Trainer:
         least the number of ranks) and one ``Allreduce`` of one buffer per step
         combines them, so the parameters follow the trajectory of one process
         to rounding, dropout masks included (with the loss recomputed after
-        the update, as ``loss_from_gradient_pass=False``, a second, one-number
-        ``Allreduce`` gives that loss). The accuracies are computed in shares
-        and their counts summed. Rank 0's parameters, generator states and
+        the update, as ``loss_from_gradient_pass=False``, a second
+        ``Allreduce``, of two numbers, gives that loss and the Ctrl-C
+        request). The accuracies are computed in shares and their counts
+        summed. Rank 0's parameters, generator states and
         optimizer state (or the checkpoint it resumes from, read by rank 0
         alone) are sent to every rank here; rank 0 alone prints, shows
         progress and writes checkpoints, and when that fails every rank
